@@ -1,0 +1,286 @@
+//! The application: built from settings (listeners bound, Kafka connected, topics checked),
+//! then run until a shutdown signal, then drained.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Bootstrap, Settings, TopicName, kafka_client_config};
+use crate::http::{self, IngestState, Readiness, auth::Auth};
+use crate::pipeline::Router;
+use crate::publish::KafkaPublisher;
+use crate::publish::embedded::EmbeddedCluster;
+use crate::publish::kafka::{TopicError, ensure_topics};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("could not bind {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Embedded(String),
+    #[error("could not create the Kafka producer: {0}")]
+    Producer(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Topics(#[from] TopicError),
+    #[error("server error: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+pub struct Application {
+    settings: Settings,
+    listener: TcpListener,
+    admin_listener: TcpListener,
+    publisher: KafkaPublisher,
+    readiness: Readiness,
+    bootstrap_servers: String,
+    topics: Vec<TopicName>,
+    topics_ready: bool,
+    metrics: PrometheusHandle,
+    // Dropped last, after the producer has flushed into it.
+    embedded: Option<EmbeddedCluster>,
+}
+
+/// The process-wide Prometheus recorder; every `Application` in a process shares it.
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("telecmi_bridge_publish_duration_seconds".to_owned()),
+                    &buckets,
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed, in which case ours stays empty.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let metrics = metrics_handle();
+        let topics = settings.routing.all_topics();
+        let (embedded, bootstrap_servers) = match &settings.kafka.bootstrap_servers {
+            Bootstrap::Embedded => {
+                let cluster = EmbeddedCluster::start(&topics, settings.kafka.topic_partitions)
+                    .map_err(StartError::Embedded)?;
+                let bootstrap = cluster.bootstrap_servers().to_owned();
+                tracing::warn!(
+                    bootstrap_servers = %bootstrap,
+                    "EMBEDDED KAFKA: using librdkafka's in-process mock cluster at {bootstrap}. \
+                     Any Kafka client can read the topics there while the bridge runs; NOTHING IS \
+                     DURABLE: every event is lost when the bridge stops."
+                );
+                (Some(cluster), bootstrap)
+            }
+            Bootstrap::Brokers(list) => (None, list.clone()),
+        };
+        let client_config =
+            kafka_client_config(&settings.kafka, &bootstrap_servers, settings.ack_timeout());
+        let publisher = KafkaPublisher::new(&client_config, settings.ack_timeout())?;
+
+        // The mock cluster has its topics already; a real one is checked now. Unreachable is not
+        // fatal (the readiness probe retries), but a topic known to be missing is.
+        let topics_ready = match embedded {
+            Some(_) => true,
+            None => match check_topics(&settings, &bootstrap_servers, &topics).await {
+                Ok(()) => true,
+                Err(TopicError::Unreachable(reason)) => {
+                    tracing::warn!(reason, "Kafka unreachable at start-up; will keep trying");
+                    false
+                }
+                Err(error) => return Err(error.into()),
+            },
+        };
+
+        let bind = |address: SocketAddr| async move {
+            TcpListener::bind(address)
+                .await
+                .map_err(|source| StartError::Bind { address, source })
+        };
+        let listener = bind(settings.server.listen).await?;
+        let admin_listener = bind(settings.server.admin_listen).await?;
+        Ok(Self {
+            readiness: Readiness::new("starting"),
+            listener,
+            admin_listener,
+            publisher,
+            bootstrap_servers,
+            topics,
+            topics_ready,
+            metrics,
+            embedded,
+            settings,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.settings.server.listen)
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_listener
+            .local_addr()
+            .unwrap_or(self.settings.server.admin_listen)
+    }
+
+    /// The brokers the bridge publishes to: the embedded cluster's address when embedded.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap_servers
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
+    /// and flushes the producer, all within `server.shutdown_timeout_ms`.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let settings = &self.settings;
+        let stop = CancellationToken::new();
+        let state = IngestState {
+            publisher: Arc::new(self.publisher.clone()),
+            router: Arc::new(Router::new(&settings.routing)),
+            auth: Arc::new(Auth::new(&settings.auth)),
+            source: Arc::from(settings.envelope.source.as_str()),
+            body_limit: settings.server.body_limit_bytes,
+            retry_after_seconds: settings.delivery.retry_after_seconds,
+        };
+        let request_timeout = Duration::from_millis(settings.server.request_timeout_ms);
+        let public = http::router(state, self.readiness.clone(), request_timeout);
+        let admin = http::admin_router(self.readiness.clone(), self.metrics.clone());
+
+        let probe = tokio::spawn(probe_readiness(
+            self.publisher.clone(),
+            self.readiness.clone(),
+            ProbeSettings {
+                settings: settings.clone(),
+                bootstrap_servers: self.bootstrap_servers.clone(),
+                topics: self.topics.clone(),
+                topics_ready: self.topics_ready,
+            },
+            stop.clone(),
+        ));
+        tracing::info!(
+            listen = %self.local_addr(),
+            admin_listen = %self.admin_addr(),
+            "telecmi-bridge serving"
+        );
+        let serve = |listener: TcpListener, router: axum::Router| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+            })
+        };
+        let public_server = serve(self.listener, public);
+        let admin_server = serve(self.admin_listener, admin);
+
+        shutdown.await;
+        let deadline = Instant::now() + Duration::from_millis(settings.server.shutdown_timeout_ms);
+        tracing::info!("shutting down: no new connections, draining in-flight requests");
+        self.readiness.set(Err("shutting down".to_owned()));
+        stop.cancel();
+        probe.abort();
+        let drained = tokio::time::timeout_at(deadline.into(), async {
+            let _ = public_server.await;
+            let _ = admin_server.await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("shutdown deadline reached with requests still in flight");
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let publisher = self.publisher.clone();
+        let flushed = tokio::task::spawn_blocking(move || publisher.flush(remaining))
+            .await
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
+        match flushed {
+            Ok(()) => tracing::info!("producer flushed; stopped"),
+            Err(error) => tracing::error!(
+                %error,
+                in_flight = self.publisher.in_flight(),
+                "producer flush did not finish before the deadline"
+            ),
+        }
+        drop(self.publisher);
+        drop(self.embedded);
+        Ok(())
+    }
+}
+
+async fn check_topics(
+    settings: &Settings,
+    bootstrap_servers: &str,
+    topics: &[TopicName],
+) -> Result<(), TopicError> {
+    let config = kafka_client_config(&settings.kafka, bootstrap_servers, settings.ack_timeout());
+    ensure_topics(
+        &config,
+        topics,
+        settings.kafka.create_topics,
+        settings.kafka.topic_partitions,
+        settings.kafka.topic_replication_factor,
+        Duration::from_millis(settings.kafka.metadata_timeout_ms),
+    )
+    .await
+}
+
+struct ProbeSettings {
+    settings: Settings,
+    bootstrap_servers: String,
+    topics: Vec<TopicName>,
+    topics_ready: bool,
+}
+
+/// Ready means Kafka answers metadata requests and every topic is in place. Runs until `stop`.
+async fn probe_readiness(
+    publisher: KafkaPublisher,
+    readiness: Readiness,
+    mut probe: ProbeSettings,
+    stop: CancellationToken,
+) {
+    let interval = Duration::from_millis(probe.settings.kafka.readiness_interval_ms);
+    let timeout = Duration::from_millis(probe.settings.kafka.metadata_timeout_ms);
+    loop {
+        let reachable = {
+            let publisher = publisher.clone();
+            tokio::task::spawn_blocking(move || publisher.probe(timeout))
+                .await
+                .unwrap_or_else(|error| Err(error.to_string()))
+        };
+        let state = match reachable {
+            Ok(()) if !probe.topics_ready => {
+                match check_topics(&probe.settings, &probe.bootstrap_servers, &probe.topics).await
+                {
+                    Ok(()) => {
+                        probe.topics_ready = true;
+                        Ok(())
+                    }
+                    Err(error) => Err(error.to_string()),
+                }
+            }
+            other => other,
+        };
+        readiness.set(state);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}

@@ -1,0 +1,681 @@
+//! Configuration: built-in defaults < `config/default.toml` < `config/<profile>.toml` <
+//! `--config FILE` < `TELECMI_BRIDGE_*` environment variables. Parsed into types that cannot
+//! hold an invalid value, then checked as a whole; this is also the only place that turns
+//! settings into librdkafka properties.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize, Serializer};
+
+pub const ENV_PREFIX: &str = "TELECMI_BRIDGE_";
+/// Environment variables with the prefix that select files rather than set keys.
+const ENV_NOT_KEYS: [&str; 2] = ["PROFILE", "CONFIG_DIR"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("profile {profile:?} has no file at {path}")]
+    MissingProfile { profile: String, path: PathBuf },
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error(transparent)]
+    Figment(#[from] Box<figment::Error>),
+}
+
+/// Where the layers come from; `main` fills it from the command line and environment.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub config_dir: PathBuf,
+    pub profile: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub kafka: KafkaSettings,
+    pub delivery: DeliverySettings,
+    pub routing: RoutingSettings,
+    pub auth: AuthSettings,
+    pub envelope: EnvelopeSettings,
+    pub logging: LoggingSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub body_limit_bytes: usize,
+    pub request_timeout_ms: u64,
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            body_limit_bytes: 64 * 1024,
+            request_timeout_ms: 15_000,
+            shutdown_timeout_ms: 20_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: Bootstrap,
+    pub allow_embedded: bool,
+    pub client_id: String,
+    pub create_topics: bool,
+    pub topic_partitions: i32,
+    pub topic_replication_factor: i32,
+    pub compression: Compression,
+    pub linger_ms: u64,
+    pub metadata_timeout_ms: u64,
+    pub readiness_interval_ms: u64,
+    /// Further librdkafka properties (security, tuning); those the bridge owns are refused.
+    pub properties: BTreeMap<String, SecretValue>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: Bootstrap::Embedded,
+            allow_embedded: true,
+            client_id: "telecmi-bridge".to_owned(),
+            create_topics: true,
+            topic_partitions: 6,
+            topic_replication_factor: 1,
+            compression: Compression::Lz4,
+            linger_ms: 5,
+            metadata_timeout_ms: 3_000,
+            readiness_interval_ms: 2_000,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// `embedded` starts librdkafka's in-process mock cluster; anything else is a broker list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    Embedded,
+    Brokers(String),
+}
+
+impl<'de> Deserialize<'de> for Bootstrap {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("embedded") {
+            Ok(Self::Embedded)
+        } else if text.is_empty() || text.split(',').any(|broker| broker.trim().is_empty()) {
+            Err(serde::de::Error::custom(
+                "expected `embedded` or a comma-separated list of host:port",
+            ))
+        } else {
+            Ok(Self::Brokers(text.to_owned()))
+        }
+    }
+}
+
+impl Serialize for Bootstrap {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Embedded => serializer.serialize_str("embedded"),
+            Self::Brokers(list) => serializer.serialize_str(list),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+}
+
+impl Compression {
+    fn as_librdkafka(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Gzip => "gzip",
+            Self::Snappy => "snappy",
+            Self::Lz4 => "lz4",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySettings {
+    pub mode: DeliveryMode,
+    pub ack_timeout_ms: u64,
+    pub retry_after_seconds: u32,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            mode: DeliveryMode::Kafka,
+            ack_timeout_ms: 5_000,
+            retry_after_seconds: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryMode {
+    /// Answer 2xx only once Kafka has acknowledged the record.
+    Kafka,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingSettings {
+    pub event_topics: BTreeMap<String, TopicName>,
+    pub cdr_topics: BTreeMap<String, TopicName>,
+    pub event_fallback_topic: TopicName,
+    pub cdr_fallback_topic: TopicName,
+    pub unrouted_topic: TopicName,
+    pub combined_topic_enabled: bool,
+    pub combined_topic: TopicName,
+}
+
+impl Default for RoutingSettings {
+    fn default() -> Self {
+        let table = |kind: &str, statuses: &[&str]| {
+            statuses
+                .iter()
+                .map(|status| {
+                    let topic = TopicName::new(&format!("telecmi.{kind}.{status}"));
+                    ((*status).to_owned(), topic)
+                })
+                .collect()
+        };
+        Self {
+            event_topics: table("event", &["waiting", "started", "answered", "hangup"]),
+            cdr_topics: table("cdr", &["answered", "missed"]),
+            event_fallback_topic: TopicName::new("telecmi.event.other"),
+            cdr_fallback_topic: TopicName::new("telecmi.cdr.other"),
+            unrouted_topic: TopicName::new("telecmi.unrouted"),
+            combined_topic_enabled: false,
+            combined_topic: TopicName::new("telecmi.calls"),
+        }
+    }
+}
+
+impl RoutingSettings {
+    /// Every topic the bridge may write to, each once.
+    pub fn all_topics(&self) -> Vec<TopicName> {
+        let mut topics: Vec<TopicName> = self
+            .event_topics
+            .values()
+            .chain(self.cdr_topics.values())
+            .chain([
+                &self.event_fallback_topic,
+                &self.cdr_fallback_topic,
+                &self.unrouted_topic,
+            ])
+            .chain(self.combined_topic_enabled.then_some(&self.combined_topic))
+            .cloned()
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+}
+
+/// A Kafka topic name: 1 to 249 of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TopicName(Arc<str>);
+
+impl TopicName {
+    fn new(name: &str) -> Self {
+        Self(Arc::from(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TopicName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        let legal = name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'));
+        if name.is_empty() || name.len() > 249 || !legal || name == "." || name == ".." {
+            return Err(format!(
+                "{name:?} is not a valid Kafka topic name (1-249 of [a-zA-Z0-9._-])"
+            ));
+        }
+        Ok(Self(Arc::from(name)))
+    }
+}
+
+impl From<TopicName> for String {
+    fn from(topic: TopicName) -> Self {
+        topic.0.to_string()
+    }
+}
+
+impl std::fmt::Display for TopicName {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    pub required: bool,
+    pub tokens: Vec<SecretValue>,
+    /// Query parameter that may carry a token; removed from the payload before it is kept.
+    pub query_param: String,
+    pub header: String,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            required: false,
+            tokens: Vec::new(),
+            query_param: "bridge_token".to_owned(),
+            header: "x-bridge-token".to_owned(),
+        }
+    }
+}
+
+/// A value that is never printed: `check-config` and logs show `[redacted]`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("[redacted]")
+    }
+}
+
+impl Serialize for SecretValue {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnvelopeSettings {
+    /// CloudEvents `source` of every envelope.
+    pub source: String,
+}
+
+impl Default for EnvelopeSettings {
+    fn default() -> Self {
+        Self {
+            source: "urn:telecmi-bridge".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingSettings {
+    pub format: LogFormat,
+    /// A `tracing` filter directive; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LoggingSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// librdkafka properties the bridge sets itself; overriding them would break its promises.
+const OWNED_PROPERTIES: [&str; 9] = [
+    "bootstrap.servers",
+    "client.id",
+    "acks",
+    "enable.idempotence",
+    "partitioner",
+    "compression.type",
+    "linger.ms",
+    "message.timeout.ms",
+    "test.mock.num.brokers",
+];
+
+impl Settings {
+    pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new().merge(Toml::file(sources.config_dir.join("default.toml")));
+        if let Some(profile) = &sources.profile {
+            let path = sources.config_dir.join(format!("{profile}.toml"));
+            if !path.is_file() {
+                return Err(ConfigError::MissingProfile {
+                    profile: profile.clone(),
+                    path,
+                });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        if let Some(file) = &sources.file {
+            if !file.is_file() {
+                return Err(ConfigError::MissingFile(file.clone()));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(&ENV_NOT_KEYS).split("__"));
+        Self::from_figment(&figment)
+    }
+
+    pub fn from_figment(figment: &Figment) -> Result<Self, ConfigError> {
+        let settings: Self = figment.extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn default_config_dir() -> &'static Path {
+        Path::new("config")
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        if self.kafka.bootstrap_servers == Bootstrap::Embedded && !self.kafka.allow_embedded {
+            return invalid(
+                "kafka.bootstrap_servers: `embedded` is refused here (kafka.allow_embedded = \
+                 false); set it to your brokers, e.g. TELECMI_BRIDGE_KAFKA__BOOTSTRAP_SERVERS"
+                    .to_owned(),
+            );
+        }
+        if let Some(owned) = self
+            .kafka
+            .properties
+            .keys()
+            .find(|key| OWNED_PROPERTIES.contains(&key.as_str()))
+        {
+            return invalid(format!(
+                "kafka.properties.{owned}: set by the bridge itself; use the typed key instead"
+            ));
+        }
+        let positive = [
+            ("delivery.ack_timeout_ms", self.delivery.ack_timeout_ms),
+            ("server.request_timeout_ms", self.server.request_timeout_ms),
+            ("server.shutdown_timeout_ms", self.server.shutdown_timeout_ms),
+            ("kafka.metadata_timeout_ms", self.kafka.metadata_timeout_ms),
+            ("kafka.readiness_interval_ms", self.kafka.readiness_interval_ms),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return invalid(format!("{key}: must be greater than 0"));
+        }
+        if self.server.request_timeout_ms <= self.delivery.ack_timeout_ms {
+            return invalid(format!(
+                "server.request_timeout_ms: must exceed delivery.ack_timeout_ms ({} ms), or \
+                 requests would time out before Kafka can acknowledge them",
+                self.delivery.ack_timeout_ms
+            ));
+        }
+        if self.server.body_limit_bytes == 0 {
+            return invalid("server.body_limit_bytes: must be greater than 0".to_owned());
+        }
+        if self.kafka.topic_partitions < 1 {
+            return invalid("kafka.topic_partitions: must be at least 1".to_owned());
+        }
+        if self.kafka.topic_replication_factor < 1 {
+            return invalid("kafka.topic_replication_factor: must be at least 1".to_owned());
+        }
+        for (table, name) in [
+            (&self.routing.event_topics, "routing.event_topics"),
+            (&self.routing.cdr_topics, "routing.cdr_topics"),
+        ] {
+            if let Some(status) = table.keys().find(|status| **status != status.to_lowercase()) {
+                return invalid(format!(
+                    "{name}.{status}: statuses are matched in lower case; write the key in lower case"
+                ));
+            }
+        }
+        if self.auth.required && self.auth.tokens.is_empty() {
+            return invalid("auth.tokens: auth.required is true but no token is set".to_owned());
+        }
+        if let Some(position) = self
+            .auth
+            .tokens
+            .iter()
+            .position(|token| token.expose().len() < 16)
+        {
+            return invalid(format!(
+                "auth.tokens[{position}]: tokens must be at least 16 characters"
+            ));
+        }
+        if self.auth.query_param.is_empty() || self.auth.header.is_empty() {
+            return invalid("auth.query_param and auth.header must not be empty".to_owned());
+        }
+        if axum::http::HeaderName::try_from(self.auth.header.as_str()).is_err() {
+            return invalid(format!(
+                "auth.header: {:?} is not a valid header name",
+                self.auth.header
+            ));
+        }
+        if self.envelope.source.trim().is_empty() {
+            return invalid("envelope.source: must not be empty".to_owned());
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
+            return invalid(format!(
+                "logging.level: {:?} is not a tracing filter directive",
+                self.logging.level
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn ack_timeout(&self) -> Duration {
+        Duration::from_millis(self.delivery.ack_timeout_ms)
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|error| format!("# unprintable: {error}\n"))
+    }
+}
+
+/// The one place where settings become librdkafka properties.
+///
+/// - `acks=all` and `enable.idempotence=true`: a record is acknowledged only once every in-sync
+///   replica has it, and retries can neither duplicate nor reorder it.
+/// - `partitioner=murmur2_random`: the Java client's partitioner, so a conversation lands on the
+///   partition Kafka Streams and Java producers would choose for the same key.
+/// - `message.timeout.ms` = `delivery.ack_timeout_ms`: librdkafka gives up on a record exactly
+///   when the HTTP answer turns into a 503, so nothing lingers in memory that nobody waits for.
+pub fn kafka_client_config(kafka: &KafkaSettings, bootstrap: &str, ack_timeout: Duration) -> ClientConfig {
+    let ack_timeout_ms = ack_timeout.as_millis().to_string();
+    let mut config = ClientConfig::new();
+    for (key, value) in &kafka.properties {
+        config.set(key, value.expose());
+    }
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", &kafka.client_id)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("compression.type", kafka.compression.as_librdkafka())
+        .set("linger.ms", kafka.linger_ms.to_string())
+        .set("message.timeout.ms", &ack_timeout_ms)
+        .set(
+            "request.timeout.ms",
+            ack_timeout.as_millis().min(30_000).to_string(),
+        );
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn sources() -> Sources {
+        Sources {
+            config_dir: PathBuf::from("config"),
+            profile: std::env::var("TELECMI_BRIDGE_PROFILE").ok(),
+            file: None,
+        }
+    }
+
+    #[test]
+    fn the_shipped_default_file_matches_the_built_in_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+        let from_file =
+            Settings::from_figment(&Figment::new().merge(Toml::file(path))).expect("valid");
+        assert_eq!(from_file, Settings::default());
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_environment_wins() {
+        Jail::expect_with(|jail| {
+            jail.create_dir("config")?;
+            jail.create_file(
+                "config/default.toml",
+                "[kafka]\nclient_id = \"from-default\"\nlinger_ms = 1\n",
+            )?;
+            jail.create_file(
+                "config/staging.toml",
+                "[kafka]\nclient_id = \"from-profile\"\nlinger_ms = 2\n",
+            )?;
+            jail.create_file("extra.toml", "[kafka]\nlinger_ms = 3\n")?;
+            jail.set_env("TELECMI_BRIDGE_PROFILE", "staging");
+            jail.set_env("TELECMI_BRIDGE_SERVER__LISTEN", "127.0.0.1:18080");
+            jail.set_env("TELECMI_BRIDGE_KAFKA__BOOTSTRAP_SERVERS", "broker-1:9092");
+            let settings = Settings::load(&Sources {
+                file: Some(PathBuf::from("extra.toml")),
+                ..sources()
+            })
+            .expect("valid");
+            assert_eq!(settings.kafka.client_id, "from-profile");
+            assert_eq!(settings.kafka.linger_ms, 3);
+            assert_eq!(settings.server.listen, "127.0.0.1:18080".parse().unwrap());
+            assert_eq!(
+                settings.kafka.bootstrap_servers,
+                Bootstrap::Brokers("broker-1:9092".to_owned())
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        Jail::expect_with(|jail| {
+            jail.create_dir("config")?;
+            jail.create_file("config/default.toml", "[kafka]\nbootstrap_server = \"x\"\n")?;
+            let error = Settings::load(&sources()).unwrap_err().to_string();
+            assert!(error.contains("bootstrap_server"), "{error}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("TELECMI_BRIDGE_KAFKA__NOPE", "1");
+            let error = Settings::load(&sources()).unwrap_err().to_string();
+            assert!(error.contains("nope"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let cases = [
+            ("TELECMI_BRIDGE_ROUTING__UNROUTED_TOPIC", "bad topic!", "unrouted_topic"),
+            ("TELECMI_BRIDGE_DELIVERY__ACK_TIMEOUT_MS", "0", "delivery.ack_timeout_ms"),
+            ("TELECMI_BRIDGE_AUTH__REQUIRED", "true", "auth.tokens"),
+            ("TELECMI_BRIDGE_SERVER__LISTEN", "nowhere", "listen"),
+            ("TELECMI_BRIDGE_KAFKA__COMPRESSION", "brotli", "compression"),
+            ("TELECMI_BRIDGE_KAFKA__PROPERTIES__ACKS", "1", "kafka.properties.acks"),
+        ];
+        for (variable, value, key) in cases {
+            Jail::expect_with(|jail| {
+                jail.set_env(variable, value);
+                let error = Settings::load(&sources()).unwrap_err().to_string();
+                assert!(
+                    error.to_lowercase().contains(key),
+                    "{variable}={value}: {error}"
+                );
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn a_missing_profile_file_is_an_error() {
+        Jail::expect_with(|jail| {
+            jail.set_env("TELECMI_BRIDGE_PROFILE", "nope");
+            let error = Settings::load(&sources()).unwrap_err();
+            assert!(matches!(error, ConfigError::MissingProfile { .. }), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_production_profile_refuses_the_embedded_cluster_and_needs_tokens() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+        Jail::expect_with(|jail| {
+            jail.set_env("TELECMI_BRIDGE_PROFILE", "production");
+            let production = Sources {
+                config_dir: dir.clone(),
+                ..sources()
+            };
+            let error = Settings::load(&production).unwrap_err().to_string();
+            assert!(error.contains("kafka.bootstrap_servers"), "{error}");
+            jail.set_env("TELECMI_BRIDGE_KAFKA__BOOTSTRAP_SERVERS", "kafka:9092");
+            let error = Settings::load(&production).unwrap_err().to_string();
+            assert!(error.contains("auth.tokens"), "{error}");
+            jail.set_env("TELECMI_BRIDGE_AUTH__TOKENS", "[0123456789abcdef0123]");
+            let settings = Settings::load(&production).expect("valid");
+            assert!(settings.auth.required);
+            assert!(!settings.to_redacted_toml().contains("0123456789abcdef"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn kafka_properties_keep_the_delivery_promises() {
+        let config = kafka_client_config(
+            &KafkaSettings::default(),
+            "localhost:9092",
+            Duration::from_millis(5_000),
+        );
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        assert_eq!(config.get("partitioner"), Some("murmur2_random"));
+        assert_eq!(config.get("message.timeout.ms"), Some("5000"));
+    }
+}

@@ -1,0 +1,109 @@
+//! One error type for the HTTP edge and its one mapping to responses: a stable `code`, a human
+//! message, never an internal detail (those are logged).
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::pipeline::RejectReason;
+use crate::publish::PublishError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Rejected(#[from] RejectReason),
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the request body could not be read")]
+    BodyRead,
+    #[error("only GET and POST are accepted here")]
+    MethodNotAllowed,
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("missing or invalid credentials")]
+    Unauthorized,
+    #[error("the event was not confirmed by Kafka; retry later")]
+    Publish {
+        error: PublishError,
+        retry_after_seconds: u32,
+    },
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// Set on error responses so request metrics can count outcomes by code.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Rejected(reason) => reason.code(),
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::BodyRead => "body_read_failed",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::NotFound => "not_found",
+            Self::Unauthorized => "unauthorized",
+            Self::Publish { error, .. } => match error {
+                PublishError::Timeout => "kafka_timeout",
+                PublishError::QueueFull => "overloaded",
+                PublishError::TopicMissing(_) => "topic_missing",
+                PublishError::Unavailable(_) => "kafka_unavailable",
+                PublishError::Rejected(_) => "publish_rejected",
+                PublishError::ShuttingDown => "shutting_down",
+            },
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Rejected(
+                RejectReason::UnsupportedContentType
+                | RejectReason::UnsupportedCharset
+                | RejectReason::UnsupportedContentEncoding,
+            ) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Rejected(_) | Self::BodyRead => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Publish {
+                error: PublishError::Rejected(_),
+                ..
+            }
+            | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Publish { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let code = self.code();
+        match &self {
+            Self::Publish { error, .. } => tracing::warn!(code, %error, "event not confirmed"),
+            Self::Internal(detail) => tracing::error!(code, detail, "internal error"),
+            other => tracing::info!(code, reason = %other, "request refused"),
+        }
+        let body = Json(json!({"error": {"code": code, "message": self.to_string()}}));
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            Self::Publish {
+                retry_after_seconds,
+                ..
+            } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+            }
+            Self::MethodNotAllowed => {
+                headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+            }
+            _ => {}
+        }
+        response.extensions_mut().insert(ErrorCode(code));
+        response
+    }
+}

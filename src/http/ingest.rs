@@ -1,0 +1,146 @@
+//! The webhook endpoint: request -> decode -> normalise -> envelope -> route -> publish ->
+//! response, answering 200 only once the publisher has the event safe.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::{Method, header};
+use bytes::Bytes;
+use http_body_util::LengthLimitError;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::auth::Auth;
+use super::error::ApiError;
+use crate::pipeline::{Envelope, RawRequest, Router, decode, normalise};
+use crate::publish::Publisher;
+
+/// What the webhook handler needs, shared by every request.
+#[derive(Clone)]
+pub struct IngestState {
+    pub publisher: Arc<dyn Publisher>,
+    pub router: Arc<Router>,
+    pub auth: Arc<Auth>,
+    pub source: Arc<str>,
+    pub body_limit: usize,
+    pub retry_after_seconds: u32,
+}
+
+/// An authenticated webhook request with its body read, within the size limit. Every way this
+/// can fail is an [`ApiError`], so every rejection has the same JSON shape.
+pub struct Webhook {
+    is_get: bool,
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    query: Option<String>,
+    body: Bytes,
+}
+
+impl Webhook {
+    fn raw<'a>(&'a self, reserved_query_param: &'a str) -> RawRequest<'a> {
+        RawRequest {
+            is_get: self.is_get,
+            content_type: self.content_type.as_deref(),
+            content_encoding: self.content_encoding.as_deref(),
+            query: self.query.as_deref(),
+            body: &self.body,
+            reserved_query_param: Some(reserved_query_param),
+        }
+    }
+}
+
+impl FromRequest<IngestState> for Webhook {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &IngestState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let path_token = Path::<String>::from_request_parts(&mut parts, state).await.ok();
+        let query = parts.uri.query().map(str::to_owned);
+        if !state
+            .auth
+            .allows(path_token.as_deref().map(String::as_str), query.as_deref(), &parts.headers)
+        {
+            metrics::counter!("telecmi_bridge_auth_failures_total").increment(1);
+            return Err(ApiError::Unauthorized);
+        }
+        let declared_length = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<usize>().ok());
+        let limit = state.body_limit;
+        if declared_length.is_some_and(|length| length > limit) {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        let body = axum::body::to_bytes(body, limit).await.map_err(|error| {
+            let too_large = error
+                .into_inner()
+                .downcast_ref::<LengthLimitError>()
+                .is_some();
+            if too_large {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::BodyRead
+            }
+        })?;
+        let header_text = |name| {
+            parts
+                .headers
+                .get(name)
+                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+        };
+        Ok(Self {
+            is_get: parts.method == Method::GET,
+            content_type: header_text(header::CONTENT_TYPE),
+            content_encoding: header_text(header::CONTENT_ENCODING),
+            query,
+            body,
+        })
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    status: &'static str,
+    id: String,
+    topic: String,
+}
+
+pub async fn ingest(
+    State(state): State<IngestState>,
+    webhook: Webhook,
+) -> Result<Json<Accepted>, ApiError> {
+    let received_at = OffsetDateTime::now_utc();
+    let decoded = decode(&webhook.raw(state.auth.query_param()))?;
+    let normalised = normalise(&decoded.fields);
+    if !normalised.warnings.is_empty() {
+        tracing::debug!(warnings = ?normalised.warnings, "payload normalised with warnings");
+    }
+    let envelope = Envelope::new(&state.source, &decoded, &normalised, received_at)
+        .to_bytes()
+        .map_err(|error| ApiError::Internal(format!("envelope serialisation: {error}")))?;
+    let records = state.router.route(&normalised, Bytes::from(envelope));
+    let delivered = state
+        .publisher
+        .publish(records)
+        .await
+        .map_err(|error| ApiError::Publish {
+            error,
+            retry_after_seconds: state.retry_after_seconds,
+        })?;
+    tracing::info!(
+        event_id = %normalised.id,
+        kind = normalised.kind.as_str(),
+        status = normalised.status.as_deref().unwrap_or("-"),
+        topic = %delivered.topic,
+        partition = delivered.partition,
+        offset = delivered.offset,
+        "event published"
+    );
+    Ok(Json(Accepted {
+        status: "accepted",
+        id: normalised.id.to_string(),
+        topic: delivered.topic.to_string(),
+    }))
+}

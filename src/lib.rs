@@ -1,0 +1,13 @@
+//! telecmi-bridge: TeleCMI call webhooks in, versioned CloudEvents envelopes out on Kafka topics
+//! by status.
+
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod pipeline;
+pub mod publish;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::Settings;

@@ -1,0 +1,79 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use telecmi_bridge::config::{Settings, Sources};
+use telecmi_bridge::{Application, shutdown, telemetry};
+
+/// TeleCMI call webhooks in, versioned envelopes out on Kafka topics by status.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// A TOML file layered over config/default.toml and the profile's file.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Directory holding default.toml and <profile>.toml.
+    #[arg(long, global = true, env = "TELECMI_BRIDGE_CONFIG_DIR", default_value = "config")]
+    config_dir: PathBuf,
+    /// Profile whose file is layered over default.toml (e.g. `production`).
+    #[arg(long, global = true, env = "TELECMI_BRIDGE_PROFILE")]
+    profile: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum Command {
+    /// Receive webhooks and publish them (the default).
+    Serve,
+    /// Print the effective configuration, secrets redacted; fail on invalid configuration.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let sources = Sources {
+        config_dir: cli.config_dir,
+        profile: cli.profile,
+        file: cli.config,
+    };
+    let settings = match Settings::load(&sources) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("telecmi-bridge: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckConfig => {
+            print!("{}", settings.to_redacted_toml());
+            ExitCode::SUCCESS
+        }
+        Command::Serve => serve(settings),
+    }
+}
+
+fn serve(settings: Settings) -> ExitCode {
+    telemetry::init(&settings.logging);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("telecmi-bridge: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        Application::build(settings)
+            .await?
+            .run_until_stopped(shutdown::signal())
+            .await
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "telecmi-bridge stopped");
+            eprintln!("telecmi-bridge: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Envelope: the public contract. A CloudEvents 1.0 event in structured JSON mode whose `data`
+//! holds the normalised view and the original payload. `schema/envelope.v1.schema.json`
+//! describes it; the golden files under `tests/golden/` pin it.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::decode::{Decoded, Encoding, Original};
+use super::normalise::{ConversationSource, Kind, Normalised};
+
+/// Bumped on any change a consumer could notice; carried in the event and in a Kafka header.
+pub const ENVELOPE_VERSION: &str = "1";
+pub const DATA_SCHEMA: &str = "urn:telecmi-bridge:schema:envelope:1";
+pub const CLOUDEVENTS_CONTENT_TYPE: &str = "application/cloudevents+json; charset=utf-8";
+
+#[derive(Serialize)]
+pub struct Envelope<'a> {
+    specversion: &'static str,
+    id: String,
+    source: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'static str,
+    subject: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time: Option<String>,
+    datacontenttype: &'static str,
+    dataschema: &'static str,
+    envelopeversion: &'static str,
+    partitionkey: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    telecmistatus: Option<&'a str>,
+    data: Data<'a>,
+}
+
+#[derive(Serialize)]
+struct Data<'a> {
+    kind: Kind,
+    kind_inferred: bool,
+    status: Option<&'a str>,
+    direction: Option<&'a str>,
+    leg: Option<&'a str>,
+    conversation_id: &'a str,
+    conversation_id_source: ConversationSource,
+    call_leg_id: Option<&'a str>,
+    app_id: Option<&'a str>,
+    event_time: Option<String>,
+    received_at: String,
+    fields: &'a Map<String, Value>,
+    warnings: &'a [String],
+    original: OriginalView<'a>,
+}
+
+#[derive(Serialize)]
+struct OriginalView<'a> {
+    encoding: Encoding,
+    payload: Payload<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Payload<'a> {
+    Json(&'a RawValue),
+    Fields(&'a Map<String, Value>),
+}
+
+impl<'a> Envelope<'a> {
+    pub fn new(
+        source: &'a str,
+        decoded: &'a Decoded,
+        normalised: &'a Normalised,
+        received_at: OffsetDateTime,
+    ) -> Self {
+        let (payload, raw) = match &decoded.original {
+            Original::Json(payload) => (Payload::Json(payload), None),
+            Original::LenientJson { payload, raw } => (Payload::Json(payload), Some(raw.as_str())),
+            Original::Fields(fields) => (Payload::Fields(fields), None),
+        };
+        let event_time = normalised.event_time.map(rfc3339);
+        Self {
+            specversion: "1.0",
+            id: normalised.id.to_string(),
+            source,
+            event_type: match normalised.kind {
+                Kind::Event => "com.telecmi.call.event",
+                Kind::Cdr => "com.telecmi.call.cdr",
+            },
+            subject: &normalised.conversation_id,
+            time: event_time.clone(),
+            datacontenttype: "application/json",
+            dataschema: DATA_SCHEMA,
+            envelopeversion: ENVELOPE_VERSION,
+            partitionkey: &normalised.conversation_id,
+            telecmistatus: normalised.status.as_deref(),
+            data: Data {
+                kind: normalised.kind,
+                kind_inferred: normalised.kind_inferred,
+                status: normalised.status.as_deref(),
+                direction: normalised.direction.as_deref(),
+                leg: normalised.leg.as_deref(),
+                conversation_id: &normalised.conversation_id,
+                conversation_id_source: normalised.conversation_source,
+                call_leg_id: normalised.call_leg_id.as_deref(),
+                app_id: normalised.app_id.as_deref(),
+                event_time,
+                received_at: rfc3339(received_at),
+                fields: &normalised.fields,
+                warnings: &normalised.warnings,
+                original: OriginalView {
+                    encoding: decoded.encoding,
+                    payload,
+                    raw,
+                },
+            },
+        }
+    }
+
+    pub fn to_bytes(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(self)
+    }
+}
+
+/// Normalisation only produces instants between 1970 and 9999, which RFC 3339 can always write.
+fn rfc3339(time: OffsetDateTime) -> String {
+    time.format(&Rfc3339).unwrap_or_default()
+}

@@ -1,0 +1,46 @@
+//! The pure pipeline: decode -> normalise -> envelope -> route. No I/O happens here, so every
+//! step is tested on the fixtures directly.
+
+pub mod decode;
+pub mod envelope;
+pub mod normalise;
+pub mod route;
+
+pub use decode::{Decoded, Encoding, Original, RawRequest, decode};
+pub use envelope::{ENVELOPE_VERSION, Envelope};
+pub use normalise::{Kind, Normalised, normalise};
+pub use route::{OutboundRecord, Router};
+
+/// Why a request's payload could not become an envelope. Each reason has a stable code that
+/// is part of the HTTP contract.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RejectReason {
+    #[error("the request carried no payload")]
+    EmptyBody,
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the JSON body is {0}, not an object")]
+    NotAnObject(&'static str),
+    #[error("the payload is not valid UTF-8")]
+    InvalidUtf8,
+    #[error("the content type is not JSON or form-urlencoded")]
+    UnsupportedContentType,
+    #[error("only UTF-8 bodies are accepted")]
+    UnsupportedCharset,
+    #[error("compressed bodies are not accepted")]
+    UnsupportedContentEncoding,
+}
+
+impl RejectReason {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::EmptyBody => "empty_payload",
+            Self::MalformedJson(_) => "malformed_json",
+            Self::NotAnObject(_) => "json_not_object",
+            Self::InvalidUtf8 => "invalid_utf8",
+            Self::UnsupportedContentType => "unsupported_content_type",
+            Self::UnsupportedCharset => "unsupported_charset",
+            Self::UnsupportedContentEncoding => "unsupported_content_encoding",
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! Normalise: a payload's fields, however TeleCMI typed them, turned into one stable shape,
+//! plus the identity (event id, conversation) the rest of the pipeline keys on.
+
+use serde_json::{Map, Number, Value};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Namespace of the deterministic event ids. Changing it changes every id: it is part of the
+/// envelope contract, like the name layouts in [`event_id`].
+pub const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a8e_4b7d_5e3a_9c21_0d8e_7f6a_5b43);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Event,
+    Cdr,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Event => "event",
+            Self::Cdr => "cdr",
+        }
+    }
+}
+
+/// Where the conversation id was taken from, in the order the fallback rule tries them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationSource {
+    ConversationUuid,
+    Cmiuuid,
+    CallId,
+    /// Nothing in the payload identifies the call: the event id keys it.
+    EventId,
+}
+
+#[derive(Debug, Clone)]
+pub struct Normalised {
+    pub id: Uuid,
+    pub kind: Kind,
+    pub kind_inferred: bool,
+    pub status: Option<String>,
+    pub direction: Option<String>,
+    pub leg: Option<String>,
+    pub conversation_id: String,
+    pub conversation_source: ConversationSource,
+    pub call_leg_id: Option<String>,
+    pub app_id: Option<String>,
+    pub event_time: Option<OffsetDateTime>,
+    pub fields: Map<String, Value>,
+    pub warnings: Vec<String>,
+}
+
+/// How a documented field is typed in the normalised view.
+#[derive(Clone, Copy)]
+enum Rule {
+    /// Identifiers, phone numbers and names: text, so `0044...` never loses its zero.
+    Text,
+    Integer,
+    Bool,
+    /// A string that holds JSON text (`custom`, `extra_params`): parsed when it is an object.
+    JsonText,
+}
+
+fn rule_for(key: &str) -> Option<Rule> {
+    Some(match key {
+        "from" | "to" | "callerid" | "virtual_number" | "app_id" | "cmiuuid" | "conversation_uuid"
+        | "call_id" | "request_id" | "user" | "team" | "leg" | "direction" | "status" | "type"
+        | "filename" | "voicename" | "hangup_reason" | "ivr_name" => Rule::Text,
+        "time" | "answeredsec" | "waitedsec" | "billedsec" | "duration" => Rule::Integer,
+        "record" | "voicemail" | "click_to_call" => Rule::Bool,
+        "custom" | "extra_params" | "ws_status" => Rule::JsonText,
+        _ => return None,
+    })
+}
+
+/// Other spellings of documented keys: `appid` in CDRs, `cmiuid` in older payloads.
+fn canonical_key(key: &str) -> &str {
+    match key {
+        "appid" => "app_id",
+        "cmiuid" => "cmiuuid",
+        other => other,
+    }
+}
+
+/// Fields only CDRs carry; used to tell a CDR from an event when `type` does not.
+const CDR_MARKERS: [&str; 10] = [
+    "appid",
+    "answeredsec",
+    "waitedsec",
+    "hangup_reason",
+    "filename",
+    "record",
+    "voicemail",
+    "voicename",
+    "billedsec",
+    "duration",
+];
+
+pub fn normalise(fields: &Map<String, Value>) -> Normalised {
+    let mut warnings = Vec::new();
+    let mut normalised = Map::with_capacity(fields.len());
+    for (key, value) in fields {
+        let canonical = canonical_key(key);
+        if canonical != key.as_str() && fields.contains_key(canonical) {
+            if text_of(value) != text_of(&fields[canonical]) {
+                warnings.push(format!("{key} differs from {canonical}; kept {canonical}"));
+            }
+            continue;
+        }
+        let value = match rule_for(canonical) {
+            Some(rule) => coerce(canonical, value, rule, &mut warnings),
+            None => value.clone(),
+        };
+        normalised.insert(canonical.to_owned(), value);
+    }
+
+    let text = |key: &str| normalised.get(key).and_then(Value::as_str).map(str::trim);
+    let lower = |key: &str| {
+        text(key)
+            .filter(|value| !value.is_empty())
+            .map(str::to_lowercase)
+    };
+    let present = |key: &str| text(key).filter(|value| !value.is_empty()).map(str::to_owned);
+
+    let (kind, kind_inferred) = match lower("type").as_deref() {
+        Some("event") => (Kind::Event, false),
+        Some("cdr") => (Kind::Cdr, false),
+        _ if CDR_MARKERS.iter().any(|marker| fields.contains_key(*marker)) => (Kind::Cdr, true),
+        _ => (Kind::Event, true),
+    };
+    let status = lower("status");
+    let leg = lower("leg");
+    let call_leg_id = present("cmiuuid");
+    let event_time = event_time(normalised.get("time"), &mut warnings);
+    let id = event_id(
+        kind,
+        status.as_deref(),
+        call_leg_id.as_deref(),
+        leg.as_deref(),
+        event_time,
+        fields,
+    );
+
+    let leg_a_or_none = matches!(leg.as_deref(), None | Some("a"));
+    let (conversation_id, conversation_source) = if let Some(id) = present("conversation_uuid") {
+        (id, ConversationSource::ConversationUuid)
+    } else if let Some(cmiuuid) = call_leg_id.clone().filter(|_| leg_a_or_none) {
+        (cmiuuid, ConversationSource::Cmiuuid)
+    } else if let Some(call_id) = present("call_id") {
+        (call_id, ConversationSource::CallId)
+    } else if let Some(cmiuuid) = call_leg_id.clone() {
+        (cmiuuid, ConversationSource::Cmiuuid)
+    } else {
+        (id.to_string(), ConversationSource::EventId)
+    };
+
+    Normalised {
+        id,
+        kind,
+        kind_inferred,
+        direction: lower("direction"),
+        app_id: present("app_id"),
+        status,
+        leg,
+        conversation_id,
+        conversation_source,
+        call_leg_id,
+        event_time,
+        fields: normalised,
+        warnings,
+    }
+}
+
+fn coerce(key: &str, value: &Value, rule: Rule, warnings: &mut Vec<String>) -> Value {
+    let coerced = match (rule, value) {
+        (_, Value::Null) => Some(Value::Null),
+        (Rule::Text, Value::String(_)) => Some(value.clone()),
+        (Rule::Text, Value::Number(number)) => Some(Value::String(number.to_string())),
+        (Rule::Text, Value::Bool(flag)) => Some(Value::String(flag.to_string())),
+        (Rule::Integer, Value::Number(number)) => number
+            .as_i64()
+            .map(|_| value.clone())
+            .or_else(|| number.as_u64().map(|_| value.clone())),
+        (Rule::Integer, Value::String(text)) => text
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .map(|parsed| Value::Number(Number::from(parsed))),
+        (Rule::Bool, Value::Bool(_)) => Some(value.clone()),
+        (Rule::Bool, Value::String(text)) => parse_bool(text).map(Value::Bool),
+        (Rule::Bool, Value::Number(number)) => match number.as_u64() {
+            Some(0) => Some(Value::Bool(false)),
+            Some(1) => Some(Value::Bool(true)),
+            _ => None,
+        },
+        (Rule::JsonText, Value::String(text)) => Some(
+            match serde_json::from_str::<Value>(text) {
+                Ok(parsed @ Value::Object(_)) => parsed,
+                _ => value.clone(),
+            },
+        ),
+        (Rule::JsonText, Value::Object(_)) => Some(value.clone()),
+        _ => None,
+    };
+    coerced.unwrap_or_else(|| {
+        warnings.push(format!("{key} has an unexpected type; kept as sent"));
+        value.clone()
+    })
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    let text = text.trim();
+    ["true", "1", "yes"]
+        .iter()
+        .any(|word| text.eq_ignore_ascii_case(word))
+        .then_some(true)
+        .or_else(|| {
+            ["false", "0", "no"]
+                .iter()
+                .any(|word| text.eq_ignore_ascii_case(word))
+                .then_some(false)
+        })
+}
+
+/// `time` is epoch milliseconds in every documented sample; other TeleCMI payloads use epoch
+/// seconds. The magnitude tells them apart: below 10^11 is seconds (10^11 ms is 1973, 10^11 s
+/// is the year 5138), and micro- and nanoseconds are recognised the same way.
+fn event_time(time: Option<&Value>, warnings: &mut Vec<String>) -> Option<OffsetDateTime> {
+    let value = time.filter(|value| !value.is_null())?;
+    let parsed = match value {
+        Value::Number(number) => number.as_i64().and_then(|raw| {
+            let nanos = match raw {
+                ..=0 => return None,
+                1..100_000_000_000 => i128::from(raw) * 1_000_000_000,
+                100_000_000_000..100_000_000_000_000 => i128::from(raw) * 1_000_000,
+                100_000_000_000_000..100_000_000_000_000_000 => i128::from(raw) * 1_000,
+                _ => i128::from(raw),
+            };
+            OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
+        }),
+        Value::String(text) => {
+            OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+                .ok()
+        }
+        _ => None,
+    };
+    if parsed.is_none() {
+        warnings.push("time is not an epoch timestamp or RFC 3339 time".to_owned());
+    }
+    parsed
+}
+
+/// The deterministic event id: UUIDv5 over the event's identity, so that a re-send, or the same
+/// event sent as JSON, form or query, gets the same id. Where `cmiuuid` is missing the identity
+/// is every field's text, sorted by key.
+fn event_id(
+    kind: Kind,
+    status: Option<&str>,
+    call_leg_id: Option<&str>,
+    leg: Option<&str>,
+    event_time: Option<OffsetDateTime>,
+    fields: &Map<String, Value>,
+) -> Uuid {
+    let name = match call_leg_id {
+        Some(cmiuuid) => {
+            let millis = event_time
+                .map(|time| (time.unix_timestamp_nanos() / 1_000_000).to_string())
+                .unwrap_or_default();
+            serde_json::json!([
+                "v1",
+                kind.as_str(),
+                status.unwrap_or_default(),
+                cmiuuid,
+                leg.unwrap_or_default(),
+                millis
+            ])
+        }
+        None => {
+            let mut pairs: Vec<(&str, String)> = fields
+                .iter()
+                .map(|(key, value)| (key.as_str(), text_of(value)))
+                .collect();
+            pairs.sort_unstable();
+            serde_json::json!(["v1-fields", pairs])
+        }
+    };
+    Uuid::new_v5(&EVENT_ID_NAMESPACE, name.to_string().as_bytes())
+}
+
+/// A value as text, the same whether it arrived as a JSON number, a JSON string or form text.
+fn text_of(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!("test input is an object"),
+        }
+    }
+
+    #[test]
+    fn numbers_become_text_and_text_numbers_become_integers() {
+        let normalised = normalise(&fields(json!({
+            "from": 440000000002u64, "to": "0044", "appid": 2222223,
+            "answeredsec": "11", "time": "1634720920615", "record": "TRUE",
+            "custom": "{\"crm\": \"true\"}", "extra_params": "not json", "status": "Answered"
+        })));
+        let f = &normalised.fields;
+        assert_eq!(f["from"], "440000000002");
+        assert_eq!(f["to"], "0044");
+        assert_eq!(f["app_id"], "2222223");
+        assert!(!f.contains_key("appid"));
+        assert_eq!(f["answeredsec"], json!(11));
+        assert_eq!(f["time"], json!(1634720920615u64));
+        assert_eq!(f["record"], json!(true));
+        assert_eq!(f["custom"], json!({"crm": "true"}));
+        assert_eq!(f["extra_params"], "not json");
+        assert_eq!(normalised.status.as_deref(), Some("answered"));
+        assert_eq!(normalised.kind, Kind::Cdr);
+        assert!(normalised.kind_inferred);
+        assert!(normalised.warnings.is_empty(), "{:?}", normalised.warnings);
+    }
+
+    #[test]
+    fn seconds_and_milliseconds_give_the_same_instant() {
+        let millis = normalise(&fields(json!({"time": 1634720920000u64})));
+        let seconds = normalise(&fields(json!({"time": 1634720920})));
+        assert_eq!(millis.event_time, seconds.event_time);
+        assert_eq!(
+            millis.event_time.map(OffsetDateTime::unix_timestamp),
+            Some(1634720920)
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_kept_and_warned_about() {
+        let normalised = normalise(&fields(json!({
+            "answeredsec": "eleven", "record": [1], "from": {"x": 1}, "time": -5
+        })));
+        assert_eq!(normalised.fields["answeredsec"], "eleven");
+        assert_eq!(normalised.fields["record"], json!([1]));
+        assert_eq!(normalised.fields["from"], json!({"x": 1}));
+        assert_eq!(normalised.warnings.len(), 4, "{:?}", normalised.warnings);
+        assert_eq!(normalised.event_time, None);
+    }
+
+    #[test]
+    fn conversation_falls_back_to_leg_a_cmiuuid_then_call_id() {
+        let leg_a = normalise(&fields(json!({"cmiuuid": "A", "call_id": "C", "leg": "a"})));
+        assert_eq!(leg_a.conversation_id, "A");
+        assert_eq!(leg_a.conversation_source, ConversationSource::Cmiuuid);
+        let leg_b = normalise(&fields(json!({"cmiuuid": "B", "call_id": "C", "leg": "b"})));
+        assert_eq!(leg_b.conversation_id, "C");
+        let leg_b_alone = normalise(&fields(json!({"cmiuuid": "B", "leg": "b"})));
+        assert_eq!(leg_b_alone.conversation_id, "B");
+        let nothing = normalise(&fields(json!({"status": "x"})));
+        assert_eq!(nothing.conversation_id, nothing.id.to_string());
+        assert_eq!(nothing.conversation_source, ConversationSource::EventId);
+    }
+
+    #[test]
+    fn ids_ignore_encoding_but_not_identity() {
+        let json_typed = normalise(&fields(json!({
+            "type": "cdr", "status": "missed", "cmiuuid": "X", "time": 1650625417426u64, "to": 1
+        })));
+        let text_typed = normalise(&fields(json!({
+            "type": "CDR", "status": "MISSED", "cmiuuid": "X", "time": "1650625417426", "to": "1"
+        })));
+        assert_eq!(json_typed.id, text_typed.id);
+        let other_status = normalise(&fields(json!({
+            "type": "cdr", "status": "answered", "cmiuuid": "X", "time": 1650625417426u64
+        })));
+        assert_ne!(json_typed.id, other_status.id);
+
+        let without_leg_id = normalise(&fields(json!({"status": "x", "to": 1})));
+        let same_as_text = normalise(&fields(json!({"to": "1", "status": "x"})));
+        let different = normalise(&fields(json!({"status": "x", "to": 2})));
+        assert_eq!(without_leg_id.id, same_as_text.id);
+        assert_ne!(without_leg_id.id, different.id);
+    }
+
+    #[test]
+    fn conflicting_aliases_keep_the_canonical_key_and_warn() {
+        let normalised = normalise(&fields(json!({"appid": 1, "app_id": 2})));
+        assert_eq!(normalised.app_id.as_deref(), Some("2"));
+        assert_eq!(normalised.warnings.len(), 1);
+    }
+}

@@ -1,0 +1,247 @@
+//! The Kafka publisher: an idempotent `acks=all` producer whose delivery reports answer the
+//! HTTP requests waiting on them.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
+
+use super::{Delivered, PublishError, PublishFuture, Publisher};
+use crate::config::TopicName;
+use crate::pipeline::OutboundRecord;
+
+/// Routes librdkafka's logs and client-level errors into tracing and metrics.
+pub struct BridgeContext;
+
+impl ClientContext for BridgeContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", facility, message),
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, message),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility, message)
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, message),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        metrics::counter!("telecmi_bridge_kafka_errors_total", "kind" => "client").increment(1);
+        tracing::warn!(target: "librdkafka", %error, reason, "Kafka client error");
+    }
+}
+
+#[derive(Clone)]
+pub struct KafkaPublisher {
+    producer: FutureProducer<BridgeContext>,
+    ack_timeout: Duration,
+}
+
+impl KafkaPublisher {
+    pub fn new(config: &ClientConfig, ack_timeout: Duration) -> Result<Self, KafkaError> {
+        let producer = config.create_with_context(BridgeContext)?;
+        Ok(Self {
+            producer,
+            ack_timeout,
+        })
+    }
+
+    /// Asks a broker for cluster metadata: the readiness check of `kafka` delivery mode.
+    /// Blocking; call it off the async runtime.
+    pub fn probe(&self, timeout: Duration) -> Result<(), String> {
+        let metadata = self
+            .producer
+            .client()
+            .fetch_metadata(None, timeout)
+            .map_err(|error| format!("Kafka metadata unavailable: {error}"))?;
+        if metadata.brokers().is_empty() {
+            return Err("Kafka metadata lists no brokers".to_owned());
+        }
+        Ok(())
+    }
+
+    /// Waits until every enqueued record is acknowledged or the deadline passes. Blocking.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+
+    pub fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+}
+
+impl Publisher for KafkaPublisher {
+    fn publish(&self, records: Vec<OutboundRecord>) -> PublishFuture {
+        let started = Instant::now();
+        let mut pending = Vec::with_capacity(records.len());
+        for record in &records {
+            let headers = record
+                .headers
+                .iter()
+                .fold(OwnedHeaders::new_with_capacity(record.headers.len()), |headers, (key, value)| {
+                    headers.insert(Header {
+                        key,
+                        value: Some(value.as_bytes()),
+                    })
+                });
+            let future_record = FutureRecord::to(record.topic.as_str())
+                .key(record.key.as_bytes())
+                .payload(record.payload.as_ref())
+                .headers(headers);
+            match self.producer.send_result(future_record) {
+                Ok(delivery) => pending.push((record.topic.clone(), delivery)),
+                Err((error, _)) => {
+                    let error = classify(&error, &record.topic);
+                    count_error(&error);
+                    return Box::pin(std::future::ready(Err(error)));
+                }
+            }
+        }
+        // Slightly past librdkafka's own message timeout, so its verdict normally arrives first.
+        let deadline = self.ack_timeout + Duration::from_millis(250);
+        Box::pin(async move {
+            let outcome = tokio::time::timeout(deadline, async {
+                let mut first = None;
+                for (topic, delivery) in pending {
+                    let delivered = match delivery.await {
+                        Ok(Ok(delivery)) => Delivered {
+                            topic: topic.clone(),
+                            partition: delivery.partition,
+                            offset: delivery.offset,
+                        },
+                        Ok(Err((error, _))) => return Err(classify(&error, &topic)),
+                        Err(_canceled) => return Err(PublishError::ShuttingDown),
+                    };
+                    metrics::counter!(
+                        "telecmi_bridge_events_published_total",
+                        "topic" => topic.to_string()
+                    )
+                    .increment(1);
+                    first.get_or_insert(delivered);
+                }
+                first.ok_or_else(|| PublishError::Rejected("no records to publish".to_owned()))
+            })
+            .await
+            .unwrap_or(Err(PublishError::Timeout));
+            metrics::histogram!("telecmi_bridge_publish_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+            if let Err(error) = &outcome {
+                count_error(error);
+            }
+            outcome
+        })
+    }
+}
+
+fn count_error(error: &PublishError) {
+    metrics::counter!("telecmi_bridge_kafka_errors_total", "kind" => error.kind()).increment(1);
+}
+
+fn classify(error: &KafkaError, topic: &TopicName) -> PublishError {
+    let Some(code) = error.rdkafka_error_code() else {
+        return PublishError::Unavailable(error.to_string());
+    };
+    match code {
+        RDKafkaErrorCode::MessageTimedOut | RDKafkaErrorCode::RequestTimedOut => {
+            PublishError::Timeout
+        }
+        RDKafkaErrorCode::QueueFull => PublishError::QueueFull,
+        RDKafkaErrorCode::UnknownTopic | RDKafkaErrorCode::UnknownTopicOrPartition => {
+            PublishError::TopicMissing(topic.clone())
+        }
+        RDKafkaErrorCode::MessageSizeTooLarge
+        | RDKafkaErrorCode::InvalidMessage
+        | RDKafkaErrorCode::InvalidMessageSize
+        | RDKafkaErrorCode::InvalidRecord
+        | RDKafkaErrorCode::TopicAuthorizationFailed
+        | RDKafkaErrorCode::InvalidTopic => PublishError::Rejected(error.to_string()),
+        _ => PublishError::Unavailable(error.to_string()),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("could not reach Kafka to check topics: {0}")]
+    Unreachable(String),
+    #[error(
+        "topics missing on the cluster: {0} (create them, or set kafka.create_topics = true)"
+    )]
+    Missing(String),
+    #[error("could not create topic {topic}: {reason}")]
+    CreateFailed { topic: String, reason: String },
+}
+
+/// Creates missing topics (`kafka.create_topics = true`) or checks that they all exist.
+pub async fn ensure_topics(
+    config: &ClientConfig,
+    topics: &[TopicName],
+    create: bool,
+    partitions: i32,
+    replication: i32,
+    timeout: Duration,
+) -> Result<(), TopicError> {
+    let admin: AdminClient<DefaultClientContext> = config
+        .create()
+        .map_err(|error| TopicError::Unreachable(error.to_string()))?;
+    if create {
+        let new_topics: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|topic| NewTopic::new(topic.as_str(), partitions, TopicReplication::Fixed(replication)))
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
+        let results = admin
+            .create_topics(&new_topics, &options)
+            .await
+            .map_err(|error| TopicError::Unreachable(error.to_string()))?;
+        for result in results {
+            match result {
+                Ok(topic) => tracing::info!(topic, partitions, replication, "created topic"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(TopicError::CreateFailed {
+                        topic,
+                        reason: code.to_string(),
+                    });
+                }
+            }
+        }
+        return Ok(());
+    }
+    let metadata = tokio::task::spawn_blocking({
+        let admin_client = admin;
+        move || {
+            admin_client
+                .inner()
+                .fetch_metadata(None, timeout)
+                .map(|metadata| {
+                    metadata
+                        .topics()
+                        .iter()
+                        .filter(|topic| topic.error().is_none())
+                        .map(|topic| topic.name().to_owned())
+                        .collect::<Vec<_>>()
+                })
+        }
+    })
+    .await
+    .map_err(|error| TopicError::Unreachable(error.to_string()))?
+    .map_err(|error| TopicError::Unreachable(error.to_string()))?;
+    let missing: Vec<&str> = topics
+        .iter()
+        .map(TopicName::as_str)
+        .filter(|topic| !metadata.iter().any(|existing| existing == topic))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(TopicError::Missing(missing.join(", ")))
+    }
+}
