@@ -130,7 +130,9 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or(self.settings.server.listen)
+        self.listener
+            .local_addr()
+            .unwrap_or(self.settings.server.listen)
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
@@ -266,8 +268,7 @@ async fn probe_readiness(
         };
         let state = match reachable {
             Ok(()) if !probe.topics_ready => {
-                match check_topics(&probe.settings, &probe.bootstrap_servers, &probe.topics).await
-                {
+                match check_topics(&probe.settings, &probe.bootstrap_servers, &probe.topics).await {
                     Ok(()) => {
                         probe.topics_ready = true;
                         Ok(())

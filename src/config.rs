@@ -434,9 +434,15 @@ impl Settings {
         let positive = [
             ("delivery.ack_timeout_ms", self.delivery.ack_timeout_ms),
             ("server.request_timeout_ms", self.server.request_timeout_ms),
-            ("server.shutdown_timeout_ms", self.server.shutdown_timeout_ms),
+            (
+                "server.shutdown_timeout_ms",
+                self.server.shutdown_timeout_ms,
+            ),
             ("kafka.metadata_timeout_ms", self.kafka.metadata_timeout_ms),
-            ("kafka.readiness_interval_ms", self.kafka.readiness_interval_ms),
+            (
+                "kafka.readiness_interval_ms",
+                self.kafka.readiness_interval_ms,
+            ),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return invalid(format!("{key}: must be greater than 0"));
@@ -461,7 +467,10 @@ impl Settings {
             (&self.routing.event_topics, "routing.event_topics"),
             (&self.routing.cdr_topics, "routing.cdr_topics"),
         ] {
-            if let Some(status) = table.keys().find(|status| **status != status.to_lowercase()) {
+            if let Some(status) = table
+                .keys()
+                .find(|status| **status != status.to_lowercase())
+            {
                 return invalid(format!(
                     "{name}.{status}: statuses are matched in lower case; write the key in lower case"
                 ));
@@ -519,7 +528,11 @@ impl Settings {
 ///   partition Kafka Streams and Java producers would choose for the same key.
 /// - `message.timeout.ms` = `delivery.ack_timeout_ms`: librdkafka gives up on a record exactly
 ///   when the HTTP answer turns into a 503, so nothing lingers in memory that nobody waits for.
-pub fn kafka_client_config(kafka: &KafkaSettings, bootstrap: &str, ack_timeout: Duration) -> ClientConfig {
+pub fn kafka_client_config(
+    kafka: &KafkaSettings,
+    bootstrap: &str,
+    ack_timeout: Duration,
+) -> ClientConfig {
     let ack_timeout_ms = ack_timeout.as_millis().to_string();
     let mut config = ClientConfig::new();
     for (key, value) in &kafka.properties {
@@ -542,6 +555,8 @@ pub fn kafka_client_config(kafka: &KafkaSettings, bootstrap: &str, ack_timeout: 
 }
 
 #[cfg(test)]
+// `figment::Jail` closures return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use figment::Jail;
@@ -614,12 +629,24 @@ mod tests {
     #[test]
     fn invalid_values_name_their_key() {
         let cases = [
-            ("TELECMI_BRIDGE_ROUTING__UNROUTED_TOPIC", "bad topic!", "unrouted_topic"),
-            ("TELECMI_BRIDGE_DELIVERY__ACK_TIMEOUT_MS", "0", "delivery.ack_timeout_ms"),
+            (
+                "TELECMI_BRIDGE_ROUTING__UNROUTED_TOPIC",
+                "bad topic!",
+                "unrouted_topic",
+            ),
+            (
+                "TELECMI_BRIDGE_DELIVERY__ACK_TIMEOUT_MS",
+                "0",
+                "delivery.ack_timeout_ms",
+            ),
             ("TELECMI_BRIDGE_AUTH__REQUIRED", "true", "auth.tokens"),
             ("TELECMI_BRIDGE_SERVER__LISTEN", "nowhere", "listen"),
             ("TELECMI_BRIDGE_KAFKA__COMPRESSION", "brotli", "compression"),
-            ("TELECMI_BRIDGE_KAFKA__PROPERTIES__ACKS", "1", "kafka.properties.acks"),
+            (
+                "TELECMI_BRIDGE_KAFKA__PROPERTIES__ACKS",
+                "1",
+                "kafka.properties.acks",
+            ),
         ];
         for (variable, value, key) in cases {
             Jail::expect_with(|jail| {
@@ -639,7 +666,10 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("TELECMI_BRIDGE_PROFILE", "nope");
             let error = Settings::load(&sources()).unwrap_err();
-            assert!(matches!(error, ConfigError::MissingProfile { .. }), "{error}");
+            assert!(
+                matches!(error, ConfigError::MissingProfile { .. }),
+                "{error}"
+            );
             Ok(())
         });
     }

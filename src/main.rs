@@ -13,7 +13,12 @@ struct Cli {
     #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// Directory holding default.toml and <profile>.toml.
-    #[arg(long, global = true, env = "TELECMI_BRIDGE_CONFIG_DIR", default_value = "config")]
+    #[arg(
+        long,
+        global = true,
+        env = "TELECMI_BRIDGE_CONFIG_DIR",
+        default_value = "config"
+    )]
     config_dir: PathBuf,
     /// Profile whose file is layered over default.toml (e.g. `production`).
     #[arg(long, global = true, env = "TELECMI_BRIDGE_PROFILE")]

@@ -5,8 +5,8 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{LogFormat, LoggingSettings};
 
 pub fn init(settings: &LoggingSettings) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(&settings.level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     // A second initialisation (tests building several applications) keeps the first.
     let _ = match settings.format {

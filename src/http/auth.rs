@@ -31,7 +31,12 @@ impl Auth {
     }
 
     /// True when auth is off, or when any presented token matches any configured one.
-    pub fn allows(&self, path_token: Option<&str>, query: Option<&str>, headers: &HeaderMap) -> bool {
+    pub fn allows(
+        &self,
+        path_token: Option<&str>,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> bool {
         if !self.required {
             return true;
         }

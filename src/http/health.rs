@@ -20,7 +20,10 @@ impl Readiness {
     }
 
     pub fn set(&self, state: Result<(), String>) {
-        let mut guard = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if *guard != state {
             match &state {
                 Ok(()) => tracing::info!("ready"),

@@ -55,12 +55,15 @@ impl FromRequest<IngestState> for Webhook {
 
     async fn from_request(request: Request, state: &IngestState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = request.into_parts();
-        let path_token = Path::<String>::from_request_parts(&mut parts, state).await.ok();
+        let path_token = Path::<String>::from_request_parts(&mut parts, state)
+            .await
+            .ok();
         let query = parts.uri.query().map(str::to_owned);
-        if !state
-            .auth
-            .allows(path_token.as_deref().map(String::as_str), query.as_deref(), &parts.headers)
-        {
+        if !state.auth.allows(
+            path_token.as_deref().map(String::as_str),
+            query.as_deref(),
+            &parts.headers,
+        ) {
             metrics::counter!("telecmi_bridge_auth_failures_total").increment(1);
             return Err(ApiError::Unauthorized);
         }

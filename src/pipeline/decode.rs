@@ -57,7 +57,11 @@ pub fn decode(request: &RawRequest<'_>) -> Result<Decoded, RejectReason> {
     }
     if request.is_get {
         let query = request.query.unwrap_or_default();
-        return decode_pairs(query.as_bytes(), Encoding::Query, request.reserved_query_param);
+        return decode_pairs(
+            query.as_bytes(),
+            Encoding::Query,
+            request.reserved_query_param,
+        );
     }
     if request.body.iter().all(u8::is_ascii_whitespace) {
         return Err(RejectReason::EmptyBody);
@@ -287,7 +291,10 @@ mod tests {
         };
         assert_eq!(raw.get().as_bytes(), body);
         assert_eq!(decoded.fields["a"], serde_json::json!(2));
-        assert_eq!(decoded.fields["n"].to_string(), "123456789012345678901234567890");
+        assert_eq!(
+            decoded.fields["n"].to_string(),
+            "123456789012345678901234567890"
+        );
         assert_eq!(decoded.fields["f"].to_string(), "1.50");
     }
 
@@ -323,7 +330,10 @@ mod tests {
                 body,
                 ..post(Some("application/json"), b"")
             };
-            assert_eq!(decode(&request).unwrap_err(), RejectReason::NotAnObject(name));
+            assert_eq!(
+                decode(&request).unwrap_err(),
+                RejectReason::NotAnObject(name)
+            );
         }
     }
 
@@ -392,7 +402,10 @@ mod tests {
 
     #[test]
     fn empty_bodies_and_compressed_bodies_are_rejected() {
-        assert_eq!(decode(&post(None, b"  \n")).unwrap_err(), RejectReason::EmptyBody);
+        assert_eq!(
+            decode(&post(None, b"  \n")).unwrap_err(),
+            RejectReason::EmptyBody
+        );
         let gzip = RawRequest {
             content_encoding: Some("gzip"),
             ..post(None, b"{}")

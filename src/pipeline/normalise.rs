@@ -66,9 +66,10 @@ enum Rule {
 
 fn rule_for(key: &str) -> Option<Rule> {
     Some(match key {
-        "from" | "to" | "callerid" | "virtual_number" | "app_id" | "cmiuuid" | "conversation_uuid"
-        | "call_id" | "request_id" | "user" | "team" | "leg" | "direction" | "status" | "type"
-        | "filename" | "voicename" | "hangup_reason" | "ivr_name" => Rule::Text,
+        "from" | "to" | "callerid" | "virtual_number" | "app_id" | "cmiuuid"
+        | "conversation_uuid" | "call_id" | "request_id" | "user" | "team" | "leg"
+        | "direction" | "status" | "type" | "filename" | "voicename" | "hangup_reason"
+        | "ivr_name" => Rule::Text,
         "time" | "answeredsec" | "waitedsec" | "billedsec" | "duration" => Rule::Integer,
         "record" | "voicemail" | "click_to_call" => Rule::Bool,
         "custom" | "extra_params" | "ws_status" => Rule::JsonText,
@@ -123,12 +124,21 @@ pub fn normalise(fields: &Map<String, Value>) -> Normalised {
             .filter(|value| !value.is_empty())
             .map(str::to_lowercase)
     };
-    let present = |key: &str| text(key).filter(|value| !value.is_empty()).map(str::to_owned);
+    let present = |key: &str| {
+        text(key)
+            .filter(|value| !value.is_empty())
+            .map(str::to_owned)
+    };
 
     let (kind, kind_inferred) = match lower("type").as_deref() {
         Some("event") => (Kind::Event, false),
         Some("cdr") => (Kind::Cdr, false),
-        _ if CDR_MARKERS.iter().any(|marker| fields.contains_key(*marker)) => (Kind::Cdr, true),
+        _ if CDR_MARKERS
+            .iter()
+            .any(|marker| fields.contains_key(*marker)) =>
+        {
+            (Kind::Cdr, true)
+        }
         _ => (Kind::Event, true),
     };
     let status = lower("status");
@@ -196,12 +206,10 @@ fn coerce(key: &str, value: &Value, rule: Rule, warnings: &mut Vec<String>) -> V
             Some(1) => Some(Value::Bool(true)),
             _ => None,
         },
-        (Rule::JsonText, Value::String(text)) => Some(
-            match serde_json::from_str::<Value>(text) {
-                Ok(parsed @ Value::Object(_)) => parsed,
-                _ => value.clone(),
-            },
-        ),
+        (Rule::JsonText, Value::String(text)) => Some(match serde_json::from_str::<Value>(text) {
+            Ok(parsed @ Value::Object(_)) => parsed,
+            _ => value.clone(),
+        }),
         (Rule::JsonText, Value::Object(_)) => Some(value.clone()),
         _ => None,
     };
@@ -242,8 +250,7 @@ fn event_time(time: Option<&Value>, warnings: &mut Vec<String>) -> Option<Offset
             OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
         }),
         Value::String(text) => {
-            OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
-                .ok()
+            OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339).ok()
         }
         _ => None,
     };

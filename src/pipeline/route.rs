@@ -98,10 +98,16 @@ mod tests {
     fn documented_unknown_and_missing_statuses_each_have_a_topic() {
         let router = Router::new(&RoutingSettings::default());
         let topic = |kind, status| router.topic_for(kind, status).as_str().to_owned();
-        assert_eq!(topic(Kind::Event, Some("answered")), "telecmi.event.answered");
+        assert_eq!(
+            topic(Kind::Event, Some("answered")),
+            "telecmi.event.answered"
+        );
         assert_eq!(topic(Kind::Cdr, Some("missed")), "telecmi.cdr.missed");
         assert_eq!(topic(Kind::Cdr, Some("waiting")), "telecmi.cdr.other");
-        assert_eq!(topic(Kind::Event, Some("call_transferred")), "telecmi.event.other");
+        assert_eq!(
+            topic(Kind::Event, Some("call_transferred")),
+            "telecmi.event.other"
+        );
         assert_eq!(topic(Kind::Event, None), "telecmi.unrouted");
     }
 
@@ -128,7 +134,10 @@ mod tests {
             };
             assert_eq!(header("telecmi-status"), Some("answered"));
             assert_eq!(header("telecmi-kind"), Some("event"));
-            assert_eq!(header("telecmi-event-id"), Some(event.id.to_string().as_str()));
+            assert_eq!(
+                header("telecmi-event-id"),
+                Some(event.id.to_string().as_str())
+            );
             assert_eq!(header("content-type"), Some(CLOUDEVENTS_CONTENT_TYPE));
         }
     }

@@ -57,8 +57,8 @@ fn create(
     topics: &[TopicName],
     partitions: i32,
 ) -> Result<MockCluster<'static, rdkafka::producer::DefaultProducerContext>, String> {
-    let cluster =
-        MockCluster::new(1).map_err(|error| format!("could not start the embedded cluster: {error}"))?;
+    let cluster = MockCluster::new(1)
+        .map_err(|error| format!("could not start the embedded cluster: {error}"))?;
     for topic in topics {
         cluster
             .create_topic(topic.as_str(), partitions, 1)

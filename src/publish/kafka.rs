@@ -3,13 +3,13 @@
 
 use std::time::{Duration, Instant};
 
+use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::ClientConfig;
 
 use super::{Delivered, PublishError, PublishFuture, Publisher};
 use crate::config::TopicName;
@@ -83,15 +83,15 @@ impl Publisher for KafkaPublisher {
         let started = Instant::now();
         let mut pending = Vec::with_capacity(records.len());
         for record in &records {
-            let headers = record
-                .headers
-                .iter()
-                .fold(OwnedHeaders::new_with_capacity(record.headers.len()), |headers, (key, value)| {
+            let headers = record.headers.iter().fold(
+                OwnedHeaders::new_with_capacity(record.headers.len()),
+                |headers, (key, value)| {
                     headers.insert(Header {
                         key,
                         value: Some(value.as_bytes()),
                     })
-                });
+                },
+            );
             let future_record = FutureRecord::to(record.topic.as_str())
                 .key(record.key.as_bytes())
                 .payload(record.payload.as_ref())
@@ -171,9 +171,7 @@ fn classify(error: &KafkaError, topic: &TopicName) -> PublishError {
 pub enum TopicError {
     #[error("could not reach Kafka to check topics: {0}")]
     Unreachable(String),
-    #[error(
-        "topics missing on the cluster: {0} (create them, or set kafka.create_topics = true)"
-    )]
+    #[error("topics missing on the cluster: {0} (create them, or set kafka.create_topics = true)")]
     Missing(String),
     #[error("could not create topic {topic}: {reason}")]
     CreateFailed { topic: String, reason: String },
@@ -194,9 +192,17 @@ pub async fn ensure_topics(
     if create {
         let new_topics: Vec<NewTopic<'_>> = topics
             .iter()
-            .map(|topic| NewTopic::new(topic.as_str(), partitions, TopicReplication::Fixed(replication)))
+            .map(|topic| {
+                NewTopic::new(
+                    topic.as_str(),
+                    partitions,
+                    TopicReplication::Fixed(replication),
+                )
+            })
             .collect();
-        let options = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
+        let options = AdminOptions::new()
+            .operation_timeout(Some(timeout))
+            .request_timeout(Some(timeout));
         let results = admin
             .create_topics(&new_topics, &options)
             .await

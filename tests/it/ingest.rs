@@ -1,0 +1,431 @@
+//! End to end over HTTP: every fixture in, every record read back from Kafka and checked.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::mocking::MockCluster;
+use serde_json::{Map, Value, json};
+use telecmi_bridge::config::TopicName;
+
+use crate::fixtures::{as_text_pairs, form_encoded, json_fixtures, raw_leading_zero_fixture};
+use crate::helpers::{Consumed, consume, spawn_app, test_settings, with_brokers};
+
+/// The topic a documented fixture must land on, from its own `type` and `status`.
+fn expected_topic(object: &Map<String, Value>) -> String {
+    format!(
+        "telecmi.{}.{}",
+        object["type"].as_str().expect("type"),
+        object["status"].as_str().expect("status")
+    )
+}
+
+/// The conversation key rule, written out independently of the bridge.
+fn expected_key(object: &Map<String, Value>) -> String {
+    let text = |key: &str| {
+        object.get(key).map(|value| match value {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        })
+    };
+    let leg = text("leg");
+    text("conversation_uuid")
+        .or_else(|| text("cmiuuid").filter(|_| leg.as_deref() != Some("b")))
+        .or_else(|| text("call_id"))
+        .or_else(|| text("cmiuuid"))
+        .expect("every fixture identifies its call")
+}
+
+async fn accepted(response: reqwest::Response) -> (String, String) {
+    let status = response.status();
+    let body: Value = response.json().await.expect("JSON answer");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "accepted");
+    (
+        body["id"].as_str().expect("id").to_owned(),
+        body["topic"].as_str().expect("topic").to_owned(),
+    )
+}
+
+fn object_of_text_pairs(pairs: Vec<(String, String)>) -> Value {
+    Value::Object(
+        pairs
+            .into_iter()
+            .map(|(key, value)| (key, Value::String(value)))
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fixture_by_json_form_and_query_is_published_and_reconstructable() {
+    let app = spawn_app(test_settings()).await;
+    let fixtures = json_fixtures();
+    let mut sent = Vec::new();
+    for fixture in &fixtures {
+        let object = fixture.object.as_ref().expect("object");
+        let form = form_encoded(object);
+        let by_json = accepted(app.post_json(&fixture.body).await).await;
+        let by_form = accepted(app.post_form(&form).await).await;
+        let by_query = accepted(app.get_query(&form).await).await;
+        assert_eq!(by_json, by_form, "{}: JSON and form differ", fixture.name);
+        assert_eq!(by_json, by_query, "{}: JSON and query differ", fixture.name);
+        assert_eq!(by_json.1, expected_topic(object), "{}", fixture.name);
+        sent.push((fixture, by_json.0));
+    }
+
+    let records = consume(
+        &app.bootstrap_servers,
+        &app.topics,
+        fixtures.len() * 3,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(records.len(), fixtures.len() * 3);
+    let mut by_id: HashMap<&str, Vec<&Consumed>> = HashMap::new();
+    for record in &records {
+        by_id.entry(record.id()).or_default().push(record);
+    }
+
+    for (fixture, id) in &sent {
+        let object = fixture.object.as_ref().expect("object");
+        let json_payload = Value::Object(object.clone()).to_string();
+        let text_payload = object_of_text_pairs(as_text_pairs(object));
+        // Two fixtures may be versions of one event (same identity, so the same id): pick
+        // this fixture's records by their original payload. Fixtures that differ only in a
+        // value's JSON type are the same text in a form, so those match twice.
+        let copies: Vec<&Consumed> = by_id[id.as_str()]
+            .iter()
+            .copied()
+            .filter(|record| {
+                let payload = &record.envelope["data"]["original"]["payload"];
+                serde_json::to_string(payload).ok().as_ref() == Some(&json_payload)
+                    || *payload == text_payload
+            })
+            .collect();
+        assert!(copies.len() >= 3, "{}: a record per encoding", fixture.name);
+        let mut encodings: Vec<&str> = Vec::new();
+        for record in &copies {
+            let envelope = &record.envelope;
+            let data = &envelope["data"];
+            assert_eq!(record.topic, expected_topic(object), "{}", fixture.name);
+            assert_eq!(record.key.as_deref(), Some(expected_key(object).as_str()));
+            assert_eq!(envelope["subject"], expected_key(object).as_str());
+            assert_eq!(
+                record.header("content-type"),
+                Some("application/cloudevents+json; charset=utf-8")
+            );
+            assert_eq!(record.header("telecmi-event-id"), Some(id.as_str()));
+            assert_eq!(record.header("telecmi-kind"), object["type"].as_str());
+            assert_eq!(record.header("telecmi-status"), object["status"].as_str());
+            assert_eq!(record.header("telecmi-envelope-version"), Some("1"));
+            assert_eq!(envelope["specversion"], "1.0");
+            assert_eq!(data["kind"], object["type"]);
+            assert_eq!(data["status"], object["status"]);
+            assert_eq!(data["call_leg_id"], object["cmiuuid"]);
+            let encoding = data["original"]["encoding"].as_str().expect("encoding");
+            let payload = &data["original"]["payload"];
+            match encoding {
+                // Same keys, order, values and JSON types as sent.
+                "json" => assert_eq!(payload.to_string(), json_payload, "{}", fixture.name),
+                "form" | "query" => assert_eq!(*payload, text_payload, "{}", fixture.name),
+                other => panic!("unexpected encoding {other}"),
+            }
+            encodings.push(encoding);
+        }
+        encodings.sort_unstable();
+        encodings.dedup();
+        assert_eq!(encodings, ["form", "json", "query"]);
+        let without_original = |record: &Consumed| {
+            let mut envelope = record.envelope.clone();
+            envelope["data"]
+                .as_object_mut()
+                .expect("data")
+                .retain(|key, _| key != "original" && key != "received_at");
+            envelope
+        };
+        for copy in &copies[1..] {
+            assert_eq!(
+                without_original(copies[0]),
+                without_original(copy),
+                "{}",
+                fixture.name
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leading_zero_sample_is_accepted_and_kept_digit_for_digit() {
+    let app = spawn_app(test_settings()).await;
+    let fixture = raw_leading_zero_fixture();
+    let (id, topic) = accepted(app.post_json(&fixture.body).await).await;
+    assert_eq!(topic, "telecmi.event.started");
+    let records = consume(
+        &app.bootstrap_servers,
+        &app.topics,
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    let data = &records[0].envelope["data"];
+    assert_eq!(records[0].id(), id);
+    assert_eq!(data["fields"]["callerid"], "04471000000");
+    assert_eq!(
+        data["original"]["raw"].as_str().map(str::as_bytes),
+        Some(fixture.body.as_slice())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_and_missing_statuses_and_types_are_still_published() {
+    let mut settings = test_settings();
+    settings.routing.combined_topic_enabled = true;
+    let app = spawn_app(settings).await;
+    let cases = [
+        (
+            json!({"type": "event", "status": "RINGING", "cmiuuid": "u1"}),
+            "telecmi.event.other",
+        ),
+        (
+            json!({"type": "cdr", "status": "Busy", "cmiuuid": "u2"}),
+            "telecmi.cdr.other",
+        ),
+        (
+            json!({"status": "missed", "waitedsec": 4, "cmiuuid": "u3"}),
+            "telecmi.cdr.missed",
+        ),
+        (
+            json!({"cmiuuid": "u4", "note": "no status"}),
+            "telecmi.unrouted",
+        ),
+    ];
+    for (payload, topic) in &cases {
+        let (_, answered_topic) =
+            accepted(app.post_json(payload.to_string().as_bytes()).await).await;
+        assert_eq!(answered_topic, *topic, "{payload}");
+    }
+    let records = consume(
+        &app.bootstrap_servers,
+        &app.topics,
+        cases.len() * 2,
+        Duration::from_secs(10),
+    )
+    .await;
+    for (payload, topic) in &cases {
+        let key = payload["cmiuuid"].as_str();
+        let copies: Vec<&Consumed> = records
+            .iter()
+            .filter(|record| record.key.as_deref() == key)
+            .collect();
+        let mut topics: Vec<&str> = copies.iter().map(|record| record.topic.as_str()).collect();
+        topics.sort_unstable();
+        let mut expected = vec!["telecmi.calls", *topic];
+        expected.sort_unstable();
+        assert_eq!(topics, expected, "{payload}");
+        assert_eq!(
+            copies[0].envelope["data"]["fields"]["cmiuuid"],
+            payload["cmiuuid"]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_required_when_configured_and_never_kept() {
+    let token = "0123456789abcdef-rotating-secret";
+    let mut settings = test_settings();
+    settings.auth.required = true;
+    settings.auth.tokens = serde_json::from_value(json!([token])).expect("tokens");
+    let app = spawn_app(settings).await;
+    let payload = r#"{"type":"event","status":"answered","cmiuuid":"t1","time":1634724624830}"#;
+
+    let refused = app.post_json(payload.as_bytes()).await;
+    assert_eq!(refused.status(), 401);
+    let body: Value = refused.json().await.expect("JSON error");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let wrong = app
+        .get_query("type=event&status=answered&bridge_token=0123456789abcdef-wrong")
+        .await;
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(
+        app.record_count(),
+        0,
+        "nothing unauthenticated reaches Kafka"
+    );
+
+    let by_path = app
+        .client
+        .post(format!("{}/{token}", app.webhook_url()))
+        .body(payload)
+        .send()
+        .await
+        .expect("request");
+    accepted(by_path).await;
+    let by_header = app
+        .client
+        .post(app.webhook_url())
+        .header("x-bridge-token", token)
+        .body(payload)
+        .send()
+        .await
+        .expect("request");
+    accepted(by_header).await;
+    let by_query = app
+        .get_query(&format!(
+            "type=event&status=answered&cmiuuid=t2&bridge_token={token}"
+        ))
+        .await;
+    accepted(by_query).await;
+
+    let records = consume(
+        &app.bootstrap_servers,
+        &app.topics,
+        3,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(records.len(), 3);
+    for record in &records {
+        assert!(
+            !record.envelope.to_string().contains(token),
+            "token kept in {}",
+            record.envelope
+        );
+    }
+}
+
+/// A cluster the test controls, so brokers can be taken down and records outlive the bridge.
+fn controlled_cluster(
+    topics: &[TopicName],
+) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    for topic in topics {
+        cluster.create_topic(topic.as_str(), 3, 1).expect("topic");
+    }
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_down_gives_503_with_retry_after_and_nothing_acknowledged_is_lost() {
+    let settings = test_settings();
+    let topics = settings.routing.all_topics();
+    let cluster = controlled_cluster(&topics);
+    let mut settings = with_brokers(settings, &cluster.bootstrap_servers());
+    settings.kafka.create_topics = false;
+    settings.delivery.ack_timeout_ms = 1_500;
+    let app = spawn_app(settings).await;
+    let event = |n: u32| {
+        format!(r#"{{"type":"event","status":"answered","cmiuuid":"c{n}","time":1634724624830}}"#)
+    };
+
+    let mut acknowledged = Vec::new();
+    for n in 0..5 {
+        acknowledged.push(accepted(app.post_json(event(n).as_bytes()).await).await.0);
+    }
+
+    cluster.broker_down(1).expect("broker down");
+    let mut refused = 0;
+    for n in 5..8 {
+        let response = app.post_json(event(n).as_bytes()).await;
+        if response.status() == 200 {
+            acknowledged.push(accepted(response).await.0);
+            continue;
+        }
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "5");
+        let body: Value = response.json().await.expect("JSON error");
+        let code = body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            ["kafka_timeout", "kafka_unavailable"].contains(&code.as_str()),
+            "{body}"
+        );
+        refused += 1;
+    }
+    assert!(
+        refused > 0,
+        "a down broker must not yield 2xx for every event"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while app.ready_status(true).await != 503 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readyz did not turn 503"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    cluster.broker_up(1).expect("broker up");
+    app.wait_until_ready().await;
+    // As a sender would: retry on 503 until the producer has reconnected.
+    for n in 8..10 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let response = app.post_json(event(n).as_bytes()).await;
+            if response.status() == 200 {
+                acknowledged.push(accepted(response).await.0);
+                break;
+            }
+            assert_eq!(response.status(), 503);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no recovery after the outage"
+            );
+        }
+    }
+    app.stop().await;
+
+    let records = consume(
+        &cluster.bootstrap_servers(),
+        &topics,
+        acknowledged.len() + refused,
+        Duration::from_secs(10),
+    )
+    .await;
+    for id in &acknowledged {
+        assert!(
+            records.iter().any(|record| record.id() == id),
+            "acknowledged event {id} missing"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_acknowledged_under_concurrency_survives_a_stop() {
+    let settings = test_settings();
+    let topics = settings.routing.all_topics();
+    let cluster = controlled_cluster(&topics);
+    let mut settings = with_brokers(settings, &cluster.bootstrap_servers());
+    settings.kafka.create_topics = false;
+    let app = spawn_app(settings).await;
+    let url = app.webhook_url();
+    let sends = (0..200).map(|n| {
+        let client = app.client.clone();
+        let url = url.clone();
+        tokio::spawn(async move {
+            let body = format!(r#"{{"type":"cdr","status":"missed","cmiuuid":"g{n}"}}"#);
+            let response = client.post(url).body(body).send().await.expect("request");
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.expect("JSON"),
+            )
+        })
+    });
+    let mut acknowledged = Vec::new();
+    for send in sends.collect::<Vec<_>>() {
+        let (status, body) = send.await.expect("task");
+        assert_eq!(status, 200, "{body}");
+        acknowledged.push(body["id"].as_str().expect("id").to_owned());
+    }
+    app.stop().await;
+    let records = consume(
+        &cluster.bootstrap_servers(),
+        &topics,
+        200,
+        Duration::from_secs(10),
+    )
+    .await;
+    let found: std::collections::HashSet<&str> = records.iter().map(Consumed::id).collect();
+    assert_eq!(found.len(), 200);
+    assert!(acknowledged.iter().all(|id| found.contains(id.as_str())));
+}

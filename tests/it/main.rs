@@ -1,0 +1,8 @@
+//! The integration test binary: the bridge over HTTP against the in-process mock cluster, and
+//! the envelope contract (golden files, JSON Schema) over every fixture.
+
+mod fixtures;
+mod golden;
+mod helpers;
+mod ingest;
+mod rejections;
