@@ -498,8 +498,11 @@ impl Settings {
                 self.auth.header
             ));
         }
-        if self.envelope.source.trim().is_empty() {
-            return invalid("envelope.source: must not be empty".to_owned());
+        let source = &self.envelope.source;
+        if source.is_empty() || source.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return invalid(format!(
+                "envelope.source: {source:?} is not a URI reference (CloudEvents `source`)"
+            ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
             return invalid(format!(

@@ -6,7 +6,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
 
 use super::decode::{Decoded, Encoding, Original};
 use super::normalise::{ConversationSource, Kind, Normalised};
@@ -124,7 +125,14 @@ impl<'a> Envelope<'a> {
     }
 }
 
-/// Normalisation only produces instants between 1970 and 9999, which RFC 3339 can always write.
+/// RFC 3339 in UTC with exactly three fraction digits, so that the text sorts as the time does.
+const RFC3339_MILLIS: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+/// Normalisation only produces instants between 1970 and 9999, which this format can always
+/// write.
 fn rfc3339(time: OffsetDateTime) -> String {
-    time.format(&Rfc3339).unwrap_or_default()
+    time.to_offset(time::UtcOffset::UTC)
+        .format(RFC3339_MILLIS)
+        .unwrap_or_default()
 }

@@ -59,6 +59,8 @@ enum Rule {
     /// Identifiers, phone numbers and names: text, so `0044...` never loses its zero.
     Text,
     Integer,
+    /// Epoch seconds or milliseconds, or an RFC 3339 string: see [`event_time`].
+    Time,
     Bool,
     /// A string that holds JSON text (`custom`, `extra_params`): parsed when it is an object.
     JsonText,
@@ -70,7 +72,8 @@ fn rule_for(key: &str) -> Option<Rule> {
         | "conversation_uuid" | "call_id" | "request_id" | "user" | "team" | "leg"
         | "direction" | "status" | "type" | "filename" | "voicename" | "hangup_reason"
         | "ivr_name" => Rule::Text,
-        "time" | "answeredsec" | "waitedsec" | "billedsec" | "duration" => Rule::Integer,
+        "time" => Rule::Time,
+        "answeredsec" | "waitedsec" | "billedsec" | "duration" => Rule::Integer,
         "record" | "voicemail" | "click_to_call" => Rule::Bool,
         "custom" | "extra_params" | "ws_status" => Rule::JsonText,
         _ => return None,
@@ -190,11 +193,12 @@ fn coerce(key: &str, value: &Value, rule: Rule, warnings: &mut Vec<String>) -> V
         (Rule::Text, Value::String(_)) => Some(value.clone()),
         (Rule::Text, Value::Number(number)) => Some(Value::String(number.to_string())),
         (Rule::Text, Value::Bool(flag)) => Some(Value::String(flag.to_string())),
-        (Rule::Integer, Value::Number(number)) => number
+        (Rule::Time, Value::String(text)) if is_rfc3339(text) => Some(value.clone()),
+        (Rule::Integer | Rule::Time, Value::Number(number)) => number
             .as_i64()
             .map(|_| value.clone())
             .or_else(|| number.as_u64().map(|_| value.clone())),
-        (Rule::Integer, Value::String(text)) => text
+        (Rule::Integer | Rule::Time, Value::String(text)) => text
             .trim()
             .parse::<i64>()
             .ok()
@@ -258,6 +262,14 @@ fn event_time(time: Option<&Value>, warnings: &mut Vec<String>) -> Option<Offset
         warnings.push("time is not an epoch timestamp or RFC 3339 time".to_owned());
     }
     parsed
+}
+
+fn parse_rfc3339(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339).ok()
+}
+
+fn is_rfc3339(text: &str) -> bool {
+    parse_rfc3339(text).is_some()
 }
 
 /// The deterministic event id: UUIDv5 over the event's identity, so that a re-send, or the same
@@ -348,6 +360,16 @@ mod tests {
         assert_eq!(
             millis.event_time.map(OffsetDateTime::unix_timestamp),
             Some(1634720920)
+        );
+    }
+
+    #[test]
+    fn rfc3339_times_are_accepted_without_warning() {
+        let normalised = normalise(&fields(json!({"time": "2022-04-22T13:49:00+05:30"})));
+        assert!(normalised.warnings.is_empty(), "{:?}", normalised.warnings);
+        assert_eq!(
+            normalised.event_time.map(OffsetDateTime::unix_timestamp),
+            Some(1650615540)
         );
     }
 

@@ -190,6 +190,7 @@ fn consumer_config(bootstrap_servers: &str) -> ClientConfig {
 #[derive(Debug, Clone)]
 pub struct Consumed {
     pub topic: String,
+    pub partition: i32,
     pub key: Option<String>,
     pub headers: Vec<(String, String)>,
     pub envelope: Value,
@@ -256,6 +257,7 @@ pub async fn consume(
             .unwrap_or_default();
         consumed.push(Consumed {
             topic: message.topic().to_owned(),
+            partition: message.partition(),
             key: message
                 .key()
                 .map(|key| String::from_utf8_lossy(key).into_owned()),

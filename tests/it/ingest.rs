@@ -1,156 +1,33 @@
 //! End to end over HTTP: every fixture in, every record read back from Kafka and checked.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use telecmi_bridge::config::TopicName;
 
-use crate::fixtures::{as_text_pairs, form_encoded, json_fixtures, raw_leading_zero_fixture};
+use crate::fixtures::raw_leading_zero_fixture;
 use crate::helpers::{Consumed, consume, spawn_app, test_settings, with_brokers};
-
-/// The topic a documented fixture must land on, from its own `type` and `status`.
-fn expected_topic(object: &Map<String, Value>) -> String {
-    format!(
-        "telecmi.{}.{}",
-        object["type"].as_str().expect("type"),
-        object["status"].as_str().expect("status")
-    )
-}
-
-/// The conversation key rule, written out independently of the bridge.
-fn expected_key(object: &Map<String, Value>) -> String {
-    let text = |key: &str| {
-        object.get(key).map(|value| match value {
-            Value::String(text) => text.clone(),
-            other => other.to_string(),
-        })
-    };
-    let leg = text("leg");
-    text("conversation_uuid")
-        .or_else(|| text("cmiuuid").filter(|_| leg.as_deref() != Some("b")))
-        .or_else(|| text("call_id"))
-        .or_else(|| text("cmiuuid"))
-        .expect("every fixture identifies its call")
-}
-
-async fn accepted(response: reqwest::Response) -> (String, String) {
-    let status = response.status();
-    let body: Value = response.json().await.expect("JSON answer");
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["status"], "accepted");
-    (
-        body["id"].as_str().expect("id").to_owned(),
-        body["topic"].as_str().expect("topic").to_owned(),
-    )
-}
-
-fn object_of_text_pairs(pairs: Vec<(String, String)>) -> Value {
-    Value::Object(
-        pairs
-            .into_iter()
-            .map(|(key, value)| (key, Value::String(value)))
-            .collect(),
-    )
-}
+use crate::scenarios::{self, accepted};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fixture_by_json_form_and_query_is_published_and_reconstructable() {
     let app = spawn_app(test_settings()).await;
-    let fixtures = json_fixtures();
-    let mut sent = Vec::new();
-    for fixture in &fixtures {
-        let object = fixture.object.as_ref().expect("object");
-        let form = form_encoded(object);
-        let by_json = accepted(app.post_json(&fixture.body).await).await;
-        let by_form = accepted(app.post_form(&form).await).await;
-        let by_query = accepted(app.get_query(&form).await).await;
-        assert_eq!(by_json, by_form, "{}: JSON and form differ", fixture.name);
-        assert_eq!(by_json, by_query, "{}: JSON and query differ", fixture.name);
-        assert_eq!(by_json.1, expected_topic(object), "{}", fixture.name);
-        sent.push((fixture, by_json.0));
-    }
+    scenarios::fixtures_round_trip(&app, "").await;
+}
 
-    let records = consume(
-        &app.bootstrap_servers,
-        &app.topics,
-        fixtures.len() * 3,
-        Duration::from_secs(20),
-    )
-    .await;
-    assert_eq!(records.len(), fixtures.len() * 3);
-    let mut by_id: HashMap<&str, Vec<&Consumed>> = HashMap::new();
-    for record in &records {
-        by_id.entry(record.id()).or_default().push(record);
-    }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_call_lifecycles_keep_their_order_per_conversation() {
+    let mut settings = test_settings();
+    settings.routing.combined_topic_enabled = true;
+    let app = spawn_app(settings).await;
+    scenarios::lifecycles_keep_order(&app, 40, 8).await;
+}
 
-    for (fixture, id) in &sent {
-        let object = fixture.object.as_ref().expect("object");
-        let json_payload = Value::Object(object.clone()).to_string();
-        let text_payload = object_of_text_pairs(as_text_pairs(object));
-        // Two fixtures may be versions of one event (same identity, so the same id): pick
-        // this fixture's records by their original payload. Fixtures that differ only in a
-        // value's JSON type are the same text in a form, so those match twice.
-        let copies: Vec<&Consumed> = by_id[id.as_str()]
-            .iter()
-            .copied()
-            .filter(|record| {
-                let payload = &record.envelope["data"]["original"]["payload"];
-                serde_json::to_string(payload).ok().as_ref() == Some(&json_payload)
-                    || *payload == text_payload
-            })
-            .collect();
-        assert!(copies.len() >= 3, "{}: a record per encoding", fixture.name);
-        let mut encodings: Vec<&str> = Vec::new();
-        for record in &copies {
-            let envelope = &record.envelope;
-            let data = &envelope["data"];
-            assert_eq!(record.topic, expected_topic(object), "{}", fixture.name);
-            assert_eq!(record.key.as_deref(), Some(expected_key(object).as_str()));
-            assert_eq!(envelope["subject"], expected_key(object).as_str());
-            assert_eq!(
-                record.header("content-type"),
-                Some("application/cloudevents+json; charset=utf-8")
-            );
-            assert_eq!(record.header("telecmi-event-id"), Some(id.as_str()));
-            assert_eq!(record.header("telecmi-kind"), object["type"].as_str());
-            assert_eq!(record.header("telecmi-status"), object["status"].as_str());
-            assert_eq!(record.header("telecmi-envelope-version"), Some("1"));
-            assert_eq!(envelope["specversion"], "1.0");
-            assert_eq!(data["kind"], object["type"]);
-            assert_eq!(data["status"], object["status"]);
-            assert_eq!(data["call_leg_id"], object["cmiuuid"]);
-            let encoding = data["original"]["encoding"].as_str().expect("encoding");
-            let payload = &data["original"]["payload"];
-            match encoding {
-                // Same keys, order, values and JSON types as sent.
-                "json" => assert_eq!(payload.to_string(), json_payload, "{}", fixture.name),
-                "form" | "query" => assert_eq!(*payload, text_payload, "{}", fixture.name),
-                other => panic!("unexpected encoding {other}"),
-            }
-            encodings.push(encoding);
-        }
-        encodings.sort_unstable();
-        encodings.dedup();
-        assert_eq!(encodings, ["form", "json", "query"]);
-        let without_original = |record: &Consumed| {
-            let mut envelope = record.envelope.clone();
-            envelope["data"]
-                .as_object_mut()
-                .expect("data")
-                .retain(|key, _| key != "original" && key != "received_at");
-            envelope
-        };
-        for copy in &copies[1..] {
-            assert_eq!(
-                without_original(copies[0]),
-                without_original(copy),
-                "{}",
-                fixture.name
-            );
-        }
-    }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_land_on_the_partition_a_java_client_would_choose() {
+    let app = spawn_app(test_settings()).await;
+    scenarios::keys_land_where_java_clients_put_them(&app, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,3 +6,4 @@ mod golden;
 mod helpers;
 mod ingest;
 mod rejections;
+mod scenarios;

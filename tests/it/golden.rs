@@ -1,0 +1,542 @@
+//! The envelope contract over every documented sample: golden files pin the exact envelope,
+//! `schema/envelope.v1.schema.json` describes it, the original payload can be rebuilt from it,
+//! and the encoding a payload arrived in changes nothing but `data.original`.
+//!
+//! Run with `UPDATE_GOLDEN=1` to (re)write `tests/golden/*.json` after a deliberate change.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use telecmi_bridge::pipeline::{Envelope, RawRequest, decode, normalise};
+use time::OffsetDateTime;
+
+use crate::fixtures::{
+    Fixture, as_text_pairs, form_encoded, json_fixtures, raw_leading_zero_fixture,
+};
+
+const SOURCE: &str = "urn:telecmi-bridge";
+const RECEIVED_AT_UNIX: i64 = 1_700_000_000;
+
+/// The documented events that are genuinely the same event (same kind, status, cmiuuid, leg
+/// and time) as two page versions of TeleCMI's documentation, so they share an id.
+const SAME_EVENT: [(&str, &str); 2] = [
+    // Two versions of the "Incoming Missed CDR" page: v2 adds virtual_number, conversation_uuid
+    // and ivr_name, and shows a different `from`, for the same call leg at the same instant.
+    ("chub-inbound-missed-cdr-v1", "chub-inbound-missed-cdr-v2"),
+    // CHUB India's page and CHUB's older page: `click_to_call` is "true" in one, true in the other.
+    (
+        "chub-india-outbound-missed-cdr",
+        "chub-outbound-missed-cdr-old",
+    ),
+];
+
+fn received_at() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(RECEIVED_AT_UNIX).expect("valid timestamp")
+}
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+fn schema_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema/envelope.v1.schema.json")
+}
+
+fn updating() -> bool {
+    std::env::var_os("UPDATE_GOLDEN").is_some_and(|value| value == "1")
+}
+
+/// Every sample: the 24 strict-JSON ones and CHUB India's leading-zero one.
+fn all_fixtures() -> Vec<Fixture> {
+    let mut fixtures = json_fixtures();
+    fixtures.push(raw_leading_zero_fixture());
+    fixtures
+}
+
+fn post_json(body: &[u8]) -> RawRequest<'_> {
+    RawRequest {
+        is_get: false,
+        content_type: Some("application/json"),
+        content_encoding: None,
+        query: None,
+        body,
+        reserved_query_param: Some("token"),
+    }
+}
+
+fn post_form(body: &[u8]) -> RawRequest<'_> {
+    RawRequest {
+        content_type: Some("application/x-www-form-urlencoded"),
+        ..post_json(body)
+    }
+}
+
+fn get_query(query: &str) -> RawRequest<'_> {
+    RawRequest {
+        is_get: true,
+        content_type: None,
+        query: Some(query),
+        ..post_json(b"")
+    }
+}
+
+/// The envelope bytes exactly as the bridge publishes them.
+fn envelope_bytes(request: &RawRequest<'_>, received_at: OffsetDateTime) -> Vec<u8> {
+    let decoded = decode(request).unwrap_or_else(|error| panic!("decode: {error}"));
+    let normalised = normalise(&decoded.fields);
+    Envelope::new(SOURCE, &decoded, &normalised, received_at)
+        .to_bytes()
+        .expect("envelope serialises")
+}
+
+fn parse(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).expect("the envelope is JSON")
+}
+
+fn envelope(request: &RawRequest<'_>) -> Value {
+    parse(&envelope_bytes(request, received_at()))
+}
+
+/// The fixture's fields as an object: the parsed sample, or, for the leading-zero sample that
+/// strict JSON rejects, the fields the bridge decoded from it (`callerid` as "04471000000").
+fn object_of(fixture: &Fixture) -> Map<String, Value> {
+    match &fixture.object {
+        Some(object) => object.clone(),
+        None => {
+            decode(&post_json(&fixture.body))
+                .unwrap_or_else(|error| panic!("{}: {error}", fixture.name))
+                .fields
+        }
+    }
+}
+
+/// The envelopes of one fixture sent as a POST JSON body, a POST form body and a GET query.
+struct ThreeWays {
+    json: Value,
+    form: Value,
+    query: Value,
+}
+
+fn three_ways(fixture: &Fixture) -> ThreeWays {
+    let encoded = form_encoded(&object_of(fixture));
+    ThreeWays {
+        json: envelope(&post_json(&fixture.body)),
+        form: envelope(&post_form(encoded.as_bytes())),
+        query: envelope(&get_query(&encoded)),
+    }
+}
+
+fn pointer<'v>(envelope: &'v Value, path: &str) -> &'v Value {
+    envelope
+        .pointer(path)
+        .unwrap_or_else(|| panic!("envelope has no {path}: {envelope}"))
+}
+
+fn without_original(envelope: &Value) -> Value {
+    let mut envelope = envelope.clone();
+    let removed = envelope
+        .pointer_mut("/data")
+        .and_then(Value::as_object_mut)
+        .and_then(|data| data.shift_remove("original"));
+    assert!(removed.is_some(), "envelope has no data.original");
+    envelope
+}
+
+/// Serialised text: compares key order and number literals, which `Value`'s `==` does not.
+fn text(value: &Value) -> String {
+    serde_json::to_string(value).expect("serialises")
+}
+
+fn pretty(envelope: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(envelope).expect("serialises");
+    text.push('\n');
+    text
+}
+
+fn schema_validator() -> jsonschema::Validator {
+    let text = std::fs::read_to_string(schema_path()).expect("schema/envelope.v1.schema.json");
+    let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
+    if let Err(error) = jsonschema::meta::validate(&schema) {
+        panic!("the schema is not a valid JSON Schema: {error}");
+    }
+    jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .should_ignore_unknown_formats(false)
+        .build(&schema)
+        .unwrap_or_else(|error| panic!("the schema does not compile: {error}"))
+}
+
+fn schema_errors(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
+    validator
+        .iter_errors(instance)
+        .map(|error| format!("{} at {}", error, error.instance_path()))
+        .collect()
+}
+
+fn golden_path(name: &str) -> PathBuf {
+    golden_dir().join(format!("{name}.json"))
+}
+
+fn golden_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|entry| entry.expect("entry").path())
+                .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+                .map(|path| {
+                    path.file_stem()
+                        .expect("name")
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn golden_envelopes_match_for_every_fixture() {
+    let fixtures = all_fixtures();
+    if updating() {
+        std::fs::create_dir_all(golden_dir()).expect("tests/golden");
+    }
+    let mut failures = Vec::new();
+    for fixture in &fixtures {
+        let actual = pretty(&envelope(&post_json(&fixture.body)));
+        let path = golden_path(&fixture.name);
+        if updating() {
+            std::fs::write(&path, &actual).expect("write golden file");
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(expected) if expected == actual => {}
+            Ok(expected) => failures.push(format!(
+                "{}: the envelope differs from {}\n--- golden\n{expected}--- actual\n{actual}",
+                fixture.name,
+                path.display()
+            )),
+            Err(error) => failures.push(format!(
+                "{}: cannot read {} ({error}); run `UPDATE_GOLDEN=1 cargo test --test it golden` \
+                 to create it",
+                fixture.name,
+                path.display()
+            )),
+        }
+    }
+    let mut expected_names: Vec<String> = fixtures.iter().map(|f| f.name.clone()).collect();
+    expected_names.sort();
+    let stale: Vec<String> = golden_files(&golden_dir())
+        .into_iter()
+        .filter(|name| !expected_names.contains(name))
+        .collect();
+    if !stale.is_empty() {
+        failures.push(format!("golden files without a fixture: {stale:?}"));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn every_envelope_validates_against_the_schema() {
+    let validator = schema_validator();
+    let mut failures = Vec::new();
+    let mut check = |what: String, instance: &Value| {
+        let errors = schema_errors(&validator, instance);
+        if !errors.is_empty() {
+            failures.push(format!("{what}:\n  {}", errors.join("\n  ")));
+        }
+    };
+    for fixture in all_fixtures() {
+        let envelopes = three_ways(&fixture);
+        let path = golden_path(&fixture.name);
+        // While the golden files are being rewritten (by the test above, perhaps concurrently)
+        // check what they will hold; otherwise check what they hold.
+        let golden = if updating() {
+            Ok(pretty(&envelopes.json))
+        } else {
+            std::fs::read_to_string(&path)
+        };
+        match golden {
+            Ok(golden) => check(
+                format!("golden {}", path.display()),
+                &serde_json::from_str(&golden).expect("golden file is JSON"),
+            ),
+            Err(error) => panic!("{}: {error}; run with UPDATE_GOLDEN=1", path.display()),
+        }
+        check(format!("{} as JSON", fixture.name), &envelopes.json);
+        check(format!("{} as form", fixture.name), &envelopes.form);
+        check(format!("{} as query", fixture.name), &envelopes.query);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_schema_rejects_envelopes_that_break_the_contract() {
+    let validator = schema_validator();
+    let fixture = json_fixtures()
+        .into_iter()
+        .find(|fixture| fixture.name == "chub-outbound-answered-leg-a")
+        .expect("fixture");
+    let valid = envelope(&post_json(&fixture.body));
+    assert!(
+        validator.is_valid(&valid),
+        "{:?}",
+        schema_errors(&validator, &valid)
+    );
+
+    type Breakage = fn(&mut Value);
+    let breakages: [(&str, Breakage); 14] = [
+        ("without id", |e| remove(e, "", "id")),
+        ("without data", |e| remove(e, "", "data")),
+        ("without partitionkey", |e| remove(e, "", "partitionkey")),
+        ("with an extra top-level attribute", |e| {
+            insert(e, "", "topic", Value::from("x"))
+        }),
+        ("with an extra data attribute", |e| {
+            insert(e, "/data", "topic", Value::from("x"))
+        }),
+        ("with an extra original attribute", |e| {
+            insert(e, "/data/original", "bytes", Value::from("x"))
+        }),
+        ("without data.warnings", |e| remove(e, "/data", "warnings")),
+        ("with an id that is not a UUID", |e| {
+            insert(e, "", "id", Value::from("not-a-uuid"))
+        }),
+        ("with a time that is not RFC 3339", |e| {
+            insert(e, "", "time", Value::from("2022-04-22 13:49:00"))
+        }),
+        ("with an impossible received_at", |e| {
+            insert(
+                e,
+                "/data",
+                "received_at",
+                Value::from("2023-13-45T25:61:00Z"),
+            )
+        }),
+        ("with a type that contradicts data.kind", |e| {
+            insert(e, "", "type", Value::from("com.telecmi.call.cdr"))
+        }),
+        ("with time but a null data.event_time", |e| {
+            insert(e, "/data", "event_time", Value::Null)
+        }),
+        ("with an unknown encoding", |e| {
+            insert(e, "/data/original", "encoding", Value::from("xml"))
+        }),
+        ("with another dataschema", |e| {
+            insert(e, "", "dataschema", Value::from("urn:other"))
+        }),
+    ];
+    for (what, breakage) in breakages {
+        let mut broken = valid.clone();
+        breakage(&mut broken);
+        assert_ne!(broken, valid, "{what}: the breakage changed nothing");
+        assert!(
+            !validator.is_valid(&broken),
+            "an envelope {what} passes the schema"
+        );
+    }
+}
+
+fn object_at<'v>(envelope: &'v mut Value, path: &str) -> &'v mut Map<String, Value> {
+    envelope
+        .pointer_mut(path)
+        .and_then(Value::as_object_mut)
+        .unwrap_or_else(|| panic!("no object at {path:?}"))
+}
+
+fn remove(envelope: &mut Value, path: &str, key: &str) {
+    assert!(
+        object_at(envelope, path).shift_remove(key).is_some(),
+        "no {key} at {path:?}"
+    );
+}
+
+fn insert(envelope: &mut Value, path: &str, key: &str, value: Value) {
+    object_at(envelope, path).insert(key.to_owned(), value);
+}
+
+#[test]
+fn the_original_payload_rebuilds_every_fixture_exactly() {
+    for fixture in json_fixtures() {
+        let bytes = envelope_bytes(&post_json(&fixture.body), received_at());
+        let envelope = parse(&bytes);
+        let object = Value::Object(fixture.object.clone().expect("strict JSON fixture"));
+        assert_eq!(
+            pointer(&envelope, "/data/original/encoding"),
+            "json",
+            "{}",
+            fixture.name
+        );
+        assert_eq!(
+            text(pointer(&envelope, "/data/original/payload")),
+            text(&object),
+            "{}: keys, order, values and JSON types",
+            fixture.name
+        );
+        // Stronger: the body's text is embedded byte for byte (whitespace included).
+        let body = std::str::from_utf8(&fixture.body)
+            .expect("UTF-8 fixture")
+            .trim();
+        let published = std::str::from_utf8(&bytes).expect("UTF-8 envelope");
+        assert!(
+            published.contains(body),
+            "{}: the body is not embedded verbatim",
+            fixture.name
+        );
+        assert!(
+            envelope.pointer("/data/original/raw").is_none(),
+            "{}: strict JSON needs no raw copy",
+            fixture.name
+        );
+    }
+
+    let fixture = raw_leading_zero_fixture();
+    let envelope = envelope(&post_json(&fixture.body));
+    let body = std::str::from_utf8(&fixture.body).expect("UTF-8 fixture");
+    assert!(
+        body.contains(": 04471000000,"),
+        "the fixture has the leading-zero literal"
+    );
+    assert_eq!(pointer(&envelope, "/data/original/encoding"), "json");
+    assert_eq!(
+        pointer(&envelope, "/data/original/raw").as_str(),
+        Some(body),
+        "raw is the body byte for byte"
+    );
+    assert_eq!(pointer(&envelope, "/data/fields/callerid"), "04471000000");
+    assert_eq!(
+        pointer(&envelope, "/data/original/payload/callerid"),
+        "04471000000"
+    );
+    assert!(
+        envelope
+            .pointer("/data/warnings")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty),
+        "{envelope}"
+    );
+}
+
+#[test]
+fn the_encoding_changes_nothing_but_the_original() {
+    for fixture in all_fixtures() {
+        let envelopes = three_ways(&fixture);
+        let name = &fixture.name;
+        let json = without_original(&envelopes.json);
+        assert_eq!(
+            text(&without_original(&envelopes.form)),
+            text(&json),
+            "{name}: form differs from JSON"
+        );
+        assert_eq!(
+            text(&without_original(&envelopes.query)),
+            text(&json),
+            "{name}: query differs from JSON"
+        );
+        let id = pointer(&envelopes.json, "/id");
+        assert_eq!(pointer(&envelopes.form, "/id"), id, "{name}");
+        assert_eq!(pointer(&envelopes.query, "/id"), id, "{name}");
+
+        let pairs: Map<String, Value> = as_text_pairs(&object_of(&fixture))
+            .into_iter()
+            .map(|(key, value)| (key, Value::String(value)))
+            .collect();
+        let pairs = Value::Object(pairs);
+        for (encoding, envelope) in [("form", &envelopes.form), ("query", &envelopes.query)] {
+            assert_eq!(
+                pointer(envelope, "/data/original/encoding"),
+                encoding,
+                "{name}"
+            );
+            assert_eq!(
+                text(pointer(envelope, "/data/original/payload")),
+                text(&pairs),
+                "{name}: {encoding} payload is the text pairs"
+            );
+            assert!(
+                envelope.pointer("/data/original/raw").is_none(),
+                "{name}: {encoding}"
+            );
+        }
+    }
+}
+
+#[test]
+fn ids_survive_a_resend_and_differ_between_different_events() {
+    let fixtures = json_fixtures();
+    let later = received_at() + time::Duration::minutes(5);
+    let mut by_id: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for fixture in &fixtures {
+        let first = envelope(&post_json(&fixture.body));
+        let resent = parse(&envelope_bytes(&post_json(&fixture.body), later));
+        assert_eq!(
+            pointer(&first, "/id"),
+            pointer(&resent, "/id"),
+            "{}",
+            fixture.name
+        );
+        assert_ne!(
+            pointer(&first, "/data/received_at"),
+            pointer(&resent, "/data/received_at"),
+            "{}: the re-send was received later",
+            fixture.name
+        );
+        let id = pointer(&first, "/id")
+            .as_str()
+            .expect("id is text")
+            .to_owned();
+        by_id.entry(id).or_default().push(fixture.name.clone());
+    }
+
+    let mut collisions: Vec<Vec<String>> = by_id
+        .into_values()
+        .filter(|names| names.len() > 1)
+        .map(|mut names| {
+            names.sort();
+            names
+        })
+        .collect();
+    collisions.sort();
+    let expected: Vec<Vec<String>> = SAME_EVENT
+        .iter()
+        .map(|(a, b)| vec![(*a).to_owned(), (*b).to_owned()])
+        .collect();
+    assert_eq!(collisions, expected, "fixtures sharing an id");
+
+    // What makes them the same event: the identity the id is derived from.
+    let by_name = |name: &str| {
+        let fixture = fixtures.iter().find(|f| f.name == name).expect("fixture");
+        envelope(&post_json(&fixture.body))
+    };
+    for (a, b) in SAME_EVENT {
+        let (a_envelope, b_envelope) = (by_name(a), by_name(b));
+        for path in [
+            "/type",
+            "/time",
+            "/data/status",
+            "/data/leg",
+            "/data/call_leg_id",
+        ] {
+            assert_eq!(
+                a_envelope.pointer(path),
+                b_envelope.pointer(path),
+                "{a} and {b} share {path}"
+            );
+        }
+        assert_ne!(
+            text(pointer(&a_envelope, "/data/original/payload")),
+            text(pointer(&b_envelope, "/data/original/payload")),
+            "{a} and {b} are different documents"
+        );
+    }
+
+    // The documented leading-zero sample is the same event as its strict transcription.
+    let raw = envelope(&post_json(&raw_leading_zero_fixture().body));
+    let strict = by_name("chub-india-outbound-started-leg-a");
+    assert_eq!(pointer(&raw, "/id"), pointer(&strict, "/id"));
+    assert_ne!(
+        pointer(&raw, "/data/fields/callerid"),
+        pointer(&strict, "/data/fields/callerid")
+    );
+}
