@@ -1,6 +1,7 @@
 //! The integration test binary: the bridge over HTTP against the in-process mock cluster, and
 //! the envelope contract (golden files, JSON Schema) over every fixture.
 
+mod cli;
 mod fixtures;
 mod golden;
 mod helpers;
