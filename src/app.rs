@@ -10,12 +10,17 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Bootstrap, Settings, TopicName, kafka_client_config};
+use crate::config::{Bootstrap, DeliveryMode, Settings, TopicName, kafka_client_config};
 use crate::http::{self, IngestState, Readiness, auth::Auth};
 use crate::pipeline::Router;
-use crate::publish::KafkaPublisher;
+use crate::publish::dedup::Dedup;
 use crate::publish::embedded::EmbeddedCluster;
 use crate::publish::kafka::{TopicError, ensure_topics};
+use crate::publish::spool::{ForwarderControl, Spool, SpoolError, SpoolMonitor};
+use crate::publish::{KafkaPublisher, Publisher};
+
+/// How often the spool's depth, size and oldest age are read into readiness and metrics.
+const SPOOL_MONITOR_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -30,6 +35,8 @@ pub enum StartError {
     Producer(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Topics(#[from] TopicError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -38,7 +45,9 @@ pub struct Application {
     settings: Settings,
     listener: TcpListener,
     admin_listener: TcpListener,
+    /// The `kafka`-mode publisher; in `spool` mode only the readiness probe uses it.
     publisher: KafkaPublisher,
+    spool: Option<Spool>,
     readiness: Readiness,
     bootstrap_servers: String,
     topics: Vec<TopicName>,
@@ -74,6 +83,16 @@ fn metrics_handle() -> PrometheusHandle {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let metrics = metrics_handle();
+        let spool = match settings.delivery.mode {
+            DeliveryMode::Kafka => None,
+            DeliveryMode::Spool => {
+                let spool_settings = settings.spool.clone();
+                let spool = tokio::task::spawn_blocking(move || Spool::open(&spool_settings))
+                    .await
+                    .map_err(|error| StartError::Serve(std::io::Error::other(error)))??;
+                Some(spool)
+            }
+        };
         let topics = settings.routing.all_topics();
         let (embedded, bootstrap_servers) = match &settings.kafka.bootstrap_servers {
             Bootstrap::Embedded => {
@@ -91,7 +110,7 @@ impl Application {
             Bootstrap::Brokers(list) => (None, list.clone()),
         };
         let client_config =
-            kafka_client_config(&settings.kafka, &bootstrap_servers, settings.ack_timeout());
+            kafka_client_config(&settings.kafka, &bootstrap_servers, &settings.delivery);
         let publisher = KafkaPublisher::new(&client_config, settings.ack_timeout())?;
 
         // The mock cluster has its topics already; a real one is checked now. Unreachable is not
@@ -115,11 +134,23 @@ impl Application {
         };
         let listener = bind(settings.server.listen).await?;
         let admin_listener = bind(settings.server.admin_listen).await?;
+        let spool_status = match &spool {
+            Some(spool) => {
+                let monitor = spool.monitor();
+                Some(
+                    tokio::task::spawn_blocking(move || monitor.status())
+                        .await
+                        .map_err(|error| StartError::Serve(std::io::Error::other(error)))?,
+                )
+            }
+            None => None,
+        };
         Ok(Self {
-            readiness: Readiness::new("starting"),
+            readiness: Readiness::new(spool_status),
             listener,
             admin_listener,
             publisher,
+            spool,
             bootstrap_servers,
             topics,
             topics_ready,
@@ -146,16 +177,44 @@ impl Application {
         &self.bootstrap_servers
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
-    /// and flushes the producer, all within `server.shutdown_timeout_ms`.
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish,
+    /// and flushes: the producer in `kafka` mode; in `spool` mode the forwarder keeps
+    /// forwarding until the spool is empty. All within `server.shutdown_timeout_ms`; what is
+    /// still spooled then stays on disk for the next start.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let settings = &self.settings;
         let stop = CancellationToken::new();
+        let forwarding = ForwarderControl::default();
+        let (publisher, forwarder, monitor): (Arc<dyn Publisher>, _, _) = match &self.spool {
+            Some(spool) => {
+                let client_config = kafka_client_config(
+                    &settings.kafka,
+                    &self.bootstrap_servers,
+                    &settings.delivery,
+                );
+                let forwarder = spool.forwarder(client_config)?;
+                let monitor = tokio::spawn(monitor_spool(
+                    spool.monitor(),
+                    self.readiness.clone(),
+                    stop.clone(),
+                ));
+                (
+                    Arc::new(spool.publisher(settings.ack_timeout())),
+                    Some(tokio::spawn(forwarder.run(forwarding.clone()))),
+                    Some(monitor),
+                )
+            }
+            None => (Arc::new(self.publisher.clone()), None, None),
+        };
         let state = IngestState {
-            publisher: Arc::new(self.publisher.clone()),
+            publisher,
+            dedup: settings
+                .dedup
+                .enabled
+                .then(|| Arc::new(Dedup::new(&settings.dedup))),
             router: Arc::new(Router::new(&settings.routing)),
             auth: Arc::new(Auth::new(&settings.auth)),
             source: Arc::from(settings.envelope.source.as_str()),
@@ -166,7 +225,7 @@ impl Application {
         let public = http::router(state, self.readiness.clone(), request_timeout);
         let admin = http::admin_router(self.readiness.clone(), self.metrics.clone());
 
-        let probe = tokio::spawn(probe_readiness(
+        let probe = tokio::spawn(probe_kafka(
             self.publisher.clone(),
             self.readiness.clone(),
             ProbeSettings {
@@ -180,6 +239,7 @@ impl Application {
         tracing::info!(
             listen = %self.local_addr(),
             admin_listen = %self.admin_addr(),
+            delivery_mode = ?settings.delivery.mode,
             "telecmi-bridge serving"
         );
         let serve = |listener: TcpListener, router: axum::Router| {
@@ -196,7 +256,7 @@ impl Application {
         shutdown.await;
         let deadline = Instant::now() + Duration::from_millis(settings.server.shutdown_timeout_ms);
         tracing::info!("shutting down: no new connections, draining in-flight requests");
-        self.readiness.set(Err("shutting down".to_owned()));
+        self.readiness.set_shutting_down();
         stop.cancel();
         probe.abort();
         let drained = tokio::time::timeout_at(deadline.into(), async {
@@ -207,22 +267,67 @@ impl Application {
         if drained.is_err() {
             tracing::warn!("shutdown deadline reached with requests still in flight");
         }
+        if let Some(mut forwarder) = forwarder {
+            forwarding.drain.cancel();
+            let emptied = match tokio::time::timeout_at(deadline.into(), &mut forwarder).await {
+                Ok(emptied) => emptied.unwrap_or(false),
+                Err(_deadline) => {
+                    forwarding.stop.cancel();
+                    let _ = forwarder.await;
+                    false
+                }
+            };
+            if !emptied {
+                tracing::warn!(
+                    "shutdown deadline reached before the spool was empty; the rest is \
+                     forwarded at the next start"
+                );
+            }
+        }
+        if let Some(monitor) = monitor {
+            monitor.abort();
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let publisher = self.publisher.clone();
         let flushed = tokio::task::spawn_blocking(move || publisher.flush(remaining))
             .await
             .map_err(|error| std::io::Error::other(error.to_string()))?;
-        match flushed {
-            Ok(()) => tracing::info!("producer flushed; stopped"),
-            Err(error) => tracing::error!(
+        if let Err(error) = flushed {
+            tracing::error!(
                 %error,
                 in_flight = self.publisher.in_flight(),
                 "producer flush did not finish before the deadline"
-            ),
+            );
         }
+        if let Some(spool) = self.spool {
+            let path = spool.path().clone();
+            let left = tokio::task::spawn_blocking(move || spool.close())
+                .await
+                .map_err(|error| std::io::Error::other(error.to_string()))?;
+            tracing::info!(spooled = left, path = %path.display(), "spool closed");
+        }
+        tracing::info!("stopped");
         drop(self.publisher);
         drop(self.embedded);
         Ok(())
+    }
+}
+
+/// Reads the spool's state into readiness and metrics until `stop`.
+async fn monitor_spool(monitor: SpoolMonitor, readiness: Readiness, stop: CancellationToken) {
+    loop {
+        let reading = monitor.clone();
+        if let Ok(status) = tokio::task::spawn_blocking(move || reading.status()).await {
+            metrics::gauge!("telecmi_bridge_spool_events").set(status.events as f64);
+            metrics::gauge!("telecmi_bridge_spool_bytes").set(status.bytes as f64);
+            metrics::gauge!("telecmi_bridge_spool_oldest_age_seconds")
+                .set(status.oldest_age_seconds);
+            readiness.set_spool(status);
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(SPOOL_MONITOR_INTERVAL) => {}
+        }
     }
 }
 
@@ -231,7 +336,7 @@ async fn check_topics(
     bootstrap_servers: &str,
     topics: &[TopicName],
 ) -> Result<(), TopicError> {
-    let config = kafka_client_config(&settings.kafka, bootstrap_servers, settings.ack_timeout());
+    let config = kafka_client_config(&settings.kafka, bootstrap_servers, &settings.delivery);
     ensure_topics(
         &config,
         topics,
@@ -250,8 +355,9 @@ struct ProbeSettings {
     topics_ready: bool,
 }
 
-/// Ready means Kafka answers metadata requests and every topic is in place. Runs until `stop`.
-async fn probe_readiness(
+/// Kafka is reachable when it answers metadata requests and every topic is in place. Runs
+/// until `stop`.
+async fn probe_kafka(
     publisher: KafkaPublisher,
     readiness: Readiness,
     mut probe: ProbeSettings,
@@ -278,7 +384,7 @@ async fn probe_readiness(
             }
             other => other,
         };
-        readiness.set(state);
+        readiness.set_kafka(state);
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(interval) => {}

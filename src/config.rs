@@ -44,6 +44,8 @@ pub struct Settings {
     pub server: ServerSettings,
     pub kafka: KafkaSettings,
     pub delivery: DeliverySettings,
+    pub spool: SpoolSettings,
+    pub dedup: DedupSettings,
     pub routing: RoutingSettings,
     pub auth: AuthSettings,
     pub envelope: EnvelopeSettings,
@@ -182,6 +184,70 @@ impl Default for DeliverySettings {
 pub enum DeliveryMode {
     /// Answer 2xx only once Kafka has acknowledged the record.
     Kafka,
+    /// Answer 2xx once the event is synced to the local spool; a forwarder moves it to Kafka.
+    Spool,
+}
+
+/// The on-disk spool of `spool` delivery mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolSettings {
+    /// The spool's database file; its directory is created if missing.
+    pub path: PathBuf,
+    /// Events held at most; beyond it requests are answered 503 with Retry-After.
+    pub max_events: u64,
+    /// Bytes of spooled records held at most (the file itself is somewhat larger).
+    pub max_bytes: u64,
+    /// What to do with a spool that cannot be read at start-up. It is always moved aside,
+    /// never deleted.
+    pub on_corrupt: OnCorrupt,
+    /// Events the forwarder has handed to Kafka and not yet seen acknowledged, at most.
+    pub forward_window: usize,
+    /// Longest pause between attempts when Kafka refuses a spooled record.
+    pub retry_backoff_max_ms: u64,
+}
+
+impl Default for SpoolSettings {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("spool/telecmi-bridge.redb"),
+            max_events: 1_000_000,
+            max_bytes: 1 << 30,
+            on_corrupt: OnCorrupt::Refuse,
+            forward_window: 10_000,
+            retry_backoff_max_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnCorrupt {
+    /// Refuse to start, so that an operator looks at the file kept aside.
+    Refuse,
+    /// Keep the unreadable file aside and start with an empty spool.
+    StartEmpty,
+}
+
+/// The optional de-duplication window for re-sent webhooks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DedupSettings {
+    pub enabled: bool,
+    /// How long an accepted event id is remembered.
+    pub window_seconds: u64,
+    /// Ids remembered at most; the least recently used go first.
+    pub max_entries: u64,
+}
+
+impl Default for DedupSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            window_seconds: 600,
+            max_entries: 100_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -439,6 +505,15 @@ impl Settings {
                 self.server.shutdown_timeout_ms,
             ),
             ("kafka.metadata_timeout_ms", self.kafka.metadata_timeout_ms),
+            ("spool.max_events", self.spool.max_events),
+            ("spool.max_bytes", self.spool.max_bytes),
+            ("spool.forward_window", self.spool.forward_window as u64),
+            (
+                "spool.retry_backoff_max_ms",
+                self.spool.retry_backoff_max_ms,
+            ),
+            ("dedup.window_seconds", self.dedup.window_seconds),
+            ("dedup.max_entries", self.dedup.max_entries),
             (
                 "kafka.readiness_interval_ms",
                 self.kafka.readiness_interval_ms,
@@ -453,6 +528,9 @@ impl Settings {
                  requests would time out before Kafka can acknowledge them",
                 self.delivery.ack_timeout_ms
             ));
+        }
+        if self.delivery.mode == DeliveryMode::Spool && self.spool.path.as_os_str().is_empty() {
+            return invalid("spool.path: must be set in spool delivery mode".to_owned());
         }
         if self.server.body_limit_bytes == 0 {
             return invalid("server.body_limit_bytes: must be greater than 0".to_owned());
@@ -529,14 +607,20 @@ impl Settings {
 ///   replica has it, and retries can neither duplicate nor reorder it.
 /// - `partitioner=murmur2_random`: the Java client's partitioner, so a conversation lands on the
 ///   partition Kafka Streams and Java producers would choose for the same key.
-/// - `message.timeout.ms` = `delivery.ack_timeout_ms`: librdkafka gives up on a record exactly
-///   when the HTTP answer turns into a 503, so nothing lingers in memory that nobody waits for.
+/// - `message.timeout.ms`: in `kafka` mode it equals `delivery.ack_timeout_ms`, so librdkafka
+///   gives up on a record exactly when the HTTP answer turns into a 503 and nothing lingers that
+///   nobody waits for. In `spool` mode it is 0 (never): a record that expired while a later one
+///   of its partition got through would reach Kafka out of order when retried from the spool.
 pub fn kafka_client_config(
     kafka: &KafkaSettings,
     bootstrap: &str,
-    ack_timeout: Duration,
+    delivery: &DeliverySettings,
 ) -> ClientConfig {
-    let ack_timeout_ms = ack_timeout.as_millis().to_string();
+    let ack_timeout_ms = delivery.ack_timeout_ms;
+    let message_timeout_ms = match delivery.mode {
+        DeliveryMode::Kafka => ack_timeout_ms,
+        DeliveryMode::Spool => 0,
+    };
     let mut config = ClientConfig::new();
     for (key, value) in &kafka.properties {
         config.set(key, value.expose());
@@ -549,11 +633,8 @@ pub fn kafka_client_config(
         .set("partitioner", "murmur2_random")
         .set("compression.type", kafka.compression.as_librdkafka())
         .set("linger.ms", kafka.linger_ms.to_string())
-        .set("message.timeout.ms", &ack_timeout_ms)
-        .set(
-            "request.timeout.ms",
-            ack_timeout.as_millis().min(30_000).to_string(),
-        );
+        .set("message.timeout.ms", message_timeout_ms.to_string())
+        .set("request.timeout.ms", ack_timeout_ms.min(30_000).to_string());
     config
 }
 
@@ -701,14 +782,21 @@ mod tests {
 
     #[test]
     fn kafka_properties_keep_the_delivery_promises() {
-        let config = kafka_client_config(
-            &KafkaSettings::default(),
-            "localhost:9092",
-            Duration::from_millis(5_000),
-        );
+        let kafka_mode = DeliverySettings::default();
+        let config = kafka_client_config(&KafkaSettings::default(), "localhost:9092", &kafka_mode);
         assert_eq!(config.get("acks"), Some("all"));
         assert_eq!(config.get("enable.idempotence"), Some("true"));
         assert_eq!(config.get("partitioner"), Some("murmur2_random"));
         assert_eq!(config.get("message.timeout.ms"), Some("5000"));
+        let spool_mode = DeliverySettings {
+            mode: DeliveryMode::Spool,
+            ..kafka_mode
+        };
+        let config = kafka_client_config(&KafkaSettings::default(), "localhost:9092", &spool_mode);
+        assert_eq!(
+            config.get("message.timeout.ms"),
+            Some("0"),
+            "spooled records must never expire inside librdkafka"
+        );
     }
 }

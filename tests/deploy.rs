@@ -586,7 +586,7 @@ fn the_image_health_check_works() {
         .build_recorder()
         .handle();
     let admin = serve(telecmi_bridge::http::admin_router(
-        telecmi_bridge::http::Readiness::new("starting"),
+        telecmi_bridge::http::Readiness::new(None),
         metrics,
     ));
     let failing = serve(

@@ -23,7 +23,7 @@ pub enum ApiError {
     NotFound,
     #[error("missing or invalid credentials")]
     Unauthorized,
-    #[error("the event was not confirmed by Kafka; retry later")]
+    #[error("the event could not be stored safely; retry later")]
     Publish {
         error: PublishError,
         retry_after_seconds: u32,
@@ -52,6 +52,8 @@ impl ApiError {
                 PublishError::Unavailable(_) => "kafka_unavailable",
                 PublishError::Rejected(_) => "publish_rejected",
                 PublishError::ShuttingDown => "shutting_down",
+                PublishError::SpoolFull => "spool_full",
+                PublishError::SpoolUnavailable(_) => "spool_unavailable",
             },
             Self::Internal(_) => "internal_error",
         }

@@ -9,36 +9,97 @@ use axum::response::IntoResponse;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
-/// Whether an event could be accepted safely right now, and if not, why. Written by the
-/// readiness probe and by shutdown; read by `/readyz`.
+use crate::publish::spool::SpoolStatus;
+
+/// Whether an event could be accepted safely right now, and if not, why. The Kafka probe,
+/// the spool monitor and shutdown write it; `/readyz` reads it.
+///
+/// In `kafka` mode ready means Kafka answers. In `spool` mode it means the spool can take the
+/// event: a Kafka outage shows in the body and in metrics, but does not take every instance out
+/// of the load balancer exactly when the spool is there to carry the outage.
 #[derive(Debug, Clone)]
-pub struct Readiness(Arc<RwLock<Result<(), String>>>);
+pub struct Readiness(Arc<RwLock<Checks>>);
+
+#[derive(Debug, Clone, PartialEq)]
+struct Checks {
+    kafka: Result<(), String>,
+    spool: Option<SpoolStatus>,
+    shutting_down: bool,
+}
+
+impl Checks {
+    fn verdict(&self) -> Result<(), String> {
+        if self.shutting_down {
+            return Err("shutting down".to_owned());
+        }
+        match &self.spool {
+            Some(spool) => spool.refusal().map_or(Ok(()), Err),
+            None => self.kafka.clone(),
+        }
+    }
+}
 
 impl Readiness {
-    pub fn new(initial_reason: &str) -> Self {
-        Self(Arc::new(RwLock::new(Err(initial_reason.to_owned()))))
+    /// Not ready until the first Kafka probe (and, in spool mode, the first spool reading).
+    pub fn new(spool: Option<SpoolStatus>) -> Self {
+        Self(Arc::new(RwLock::new(Checks {
+            kafka: Err("starting".to_owned()),
+            spool,
+            shutting_down: false,
+        })))
     }
 
-    pub fn set(&self, state: Result<(), String>) {
-        let mut guard = self
-            .0
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if *guard != state {
-            match &state {
-                Ok(()) => tracing::info!("ready"),
-                Err(reason) => tracing::warn!(reason, "not ready"),
+    pub fn set_kafka(&self, kafka: Result<(), String>) {
+        self.update(|checks| {
+            if checks.kafka != kafka {
+                match &kafka {
+                    Ok(()) => tracing::info!("Kafka reachable"),
+                    Err(reason) => tracing::warn!(reason, "Kafka not reachable"),
+                }
+                metrics::gauge!("telecmi_bridge_kafka_reachable").set(if kafka.is_ok() {
+                    1.0
+                } else {
+                    0.0
+                });
             }
-            metrics::gauge!("telecmi_bridge_ready").set(if state.is_ok() { 1.0 } else { 0.0 });
-        }
-        *guard = state;
+            checks.kafka = kafka;
+        });
+    }
+
+    pub fn set_spool(&self, spool: SpoolStatus) {
+        self.update(|checks| checks.spool = Some(spool));
+    }
+
+    pub fn set_shutting_down(&self) {
+        self.update(|checks| checks.shutting_down = true);
     }
 
     pub fn get(&self) -> Result<(), String> {
+        self.read().verdict()
+    }
+
+    fn read(&self) -> Checks {
         self.0
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Checks)) {
+        let mut checks = self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let before = checks.verdict();
+        change(&mut checks);
+        let after = checks.verdict();
+        if before != after {
+            match &after {
+                Ok(()) => tracing::info!("ready"),
+                Err(reason) => tracing::warn!(reason, "not ready"),
+            }
+            metrics::gauge!("telecmi_bridge_ready").set(if after.is_ok() { 1.0 } else { 0.0 });
+        }
     }
 }
 
@@ -46,13 +107,35 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
+/// The public listener's readiness: the verdict only; details stay on the admin listener.
 pub async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
     match readiness.get() {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Err(reason) => (
+        Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "reason": reason})),
+            Json(json!({"status": "not_ready"})),
         ),
+    }
+}
+
+/// The admin listener's readiness: the verdict, why, and the state of Kafka and the spool.
+pub async fn readyz_detailed(State(readiness): State<Readiness>) -> impl IntoResponse {
+    let checks = readiness.read();
+    let kafka = match &checks.kafka {
+        Ok(()) => json!({"status": "ok"}),
+        Err(reason) => json!({"status": "unavailable", "reason": reason}),
+    };
+    let mut body = json!({"status": "ready", "kafka": kafka});
+    if let Some(spool) = &checks.spool {
+        body["spool"] = json!(spool);
+    }
+    match checks.verdict() {
+        Ok(()) => (StatusCode::OK, Json(body)),
+        Err(reason) => {
+            body["status"] = json!("not_ready");
+            body["reason"] = json!(reason);
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body))
+        }
     }
 }
 

@@ -14,12 +14,14 @@ use time::OffsetDateTime;
 use super::auth::Auth;
 use super::error::ApiError;
 use crate::pipeline::{Envelope, RawRequest, Router, decode, normalise};
-use crate::publish::Publisher;
+use crate::publish::dedup::Dedup;
+use crate::publish::{Publisher, Receipt};
 
 /// What the webhook handler needs, shared by every request.
 #[derive(Clone)]
 pub struct IngestState {
     pub publisher: Arc<dyn Publisher>,
+    pub dedup: Option<Arc<Dedup>>,
     pub router: Arc<Router>,
     pub auth: Arc<Auth>,
     pub source: Arc<str>,
@@ -105,9 +107,13 @@ impl FromRequest<IngestState> for Webhook {
 
 #[derive(Debug, Serialize)]
 pub struct Accepted {
+    /// `accepted`, or `duplicate` when the de-duplication window already had this event.
     status: &'static str,
     id: String,
     topic: String,
+    /// Where the event is safe: `kafka` or `spool`; absent for a duplicate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stored: Option<&'static str>,
 }
 
 pub async fn ingest(
@@ -124,7 +130,23 @@ pub async fn ingest(
         .to_bytes()
         .map_err(|error| ApiError::Internal(format!("envelope serialisation: {error}")))?;
     let records = state.router.route(&normalised, Bytes::from(envelope));
-    let delivered = state
+    let topic = records
+        .first()
+        .map(|record| record.topic.to_string())
+        .unwrap_or_default();
+    if let Some(dedup) = &state.dedup
+        && dedup.already_accepted(&normalised.id)
+    {
+        metrics::counter!("telecmi_bridge_duplicates_total").increment(1);
+        tracing::info!(event_id = %normalised.id, "duplicate within the window; not published again");
+        return Ok(Json(Accepted {
+            status: "duplicate",
+            id: normalised.id.to_string(),
+            topic,
+            stored: None,
+        }));
+    }
+    let receipt = state
         .publisher
         .publish(records)
         .await
@@ -132,18 +154,29 @@ pub async fn ingest(
             error,
             retry_after_seconds: state.retry_after_seconds,
         })?;
-    tracing::info!(
-        event_id = %normalised.id,
-        kind = normalised.kind.as_str(),
-        status = normalised.status.as_deref().unwrap_or("-"),
-        topic = %delivered.topic,
-        partition = delivered.partition,
-        offset = delivered.offset,
-        "event published"
-    );
+    if let Some(dedup) = &state.dedup {
+        dedup.record_accepted(normalised.id);
+    }
+    let kind = normalised.kind.as_str();
+    let status = normalised.status.as_deref().unwrap_or("-");
+    let stored = match receipt {
+        Receipt::Kafka {
+            topic,
+            partition,
+            offset,
+        } => {
+            tracing::info!(event_id = %normalised.id, kind, status, %topic, partition, offset, "event published");
+            "kafka"
+        }
+        Receipt::Spool { sequence } => {
+            tracing::info!(event_id = %normalised.id, kind, status, sequence, "event spooled");
+            "spool"
+        }
+    };
     Ok(Json(Accepted {
         status: "accepted",
         id: normalised.id.to_string(),
-        topic: delivered.topic.to_string(),
+        topic,
+        stored: Some(stored),
     }))
 }

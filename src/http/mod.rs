@@ -59,7 +59,7 @@ pub fn router(state: IngestState, readiness: Readiness, request_timeout: Duratio
 pub fn admin_router(readiness: Readiness, metrics: PrometheusHandle) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+        .route("/readyz", get(health::readyz_detailed))
         .with_state(readiness)
         .route("/metrics", get(health::metrics).with_state(metrics))
         .fallback(|| async { ApiError::NotFound })

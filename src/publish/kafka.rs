@@ -11,7 +11,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-use super::{Delivered, PublishError, PublishFuture, Publisher};
+use super::{PublishError, PublishFuture, Publisher, Receipt};
 use crate::config::TopicName;
 use crate::pipeline::OutboundRecord;
 
@@ -76,6 +76,10 @@ impl KafkaPublisher {
     pub fn in_flight(&self) -> i32 {
         self.producer.in_flight_count()
     }
+
+    pub(crate) fn producer(&self) -> &FutureProducer<BridgeContext> {
+        &self.producer
+    }
 }
 
 impl Publisher for KafkaPublisher {
@@ -83,14 +87,11 @@ impl Publisher for KafkaPublisher {
         let started = Instant::now();
         let mut pending = Vec::with_capacity(records.len());
         for record in &records {
-            let headers = record.headers.iter().fold(
-                OwnedHeaders::new_with_capacity(record.headers.len()),
-                |headers, (key, value)| {
-                    headers.insert(Header {
-                        key,
-                        value: Some(value.as_bytes()),
-                    })
-                },
+            let headers = kafka_headers(
+                record
+                    .headers
+                    .iter()
+                    .map(|(key, value)| (*key, value.as_str())),
             );
             let future_record = FutureRecord::to(record.topic.as_str())
                 .key(record.key.as_bytes())
@@ -112,7 +113,7 @@ impl Publisher for KafkaPublisher {
                 let mut first = None;
                 for (topic, delivery) in pending {
                     let delivered = match delivery.await {
-                        Ok(Ok(delivery)) => Delivered {
+                        Ok(Ok(delivery)) => Receipt::Kafka {
                             topic: topic.clone(),
                             partition: delivery.partition,
                             offset: delivery.offset,
@@ -141,11 +142,27 @@ impl Publisher for KafkaPublisher {
     }
 }
 
-fn count_error(error: &PublishError) {
+/// Record headers as librdkafka takes them.
+pub(crate) fn kafka_headers<'a>(
+    headers: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+) -> OwnedHeaders {
+    let capacity = headers.len();
+    headers.fold(
+        OwnedHeaders::new_with_capacity(capacity),
+        |headers, (key, value)| {
+            headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            })
+        },
+    )
+}
+
+pub(crate) fn count_error(error: &PublishError) {
     metrics::counter!("telecmi_bridge_kafka_errors_total", "kind" => error.kind()).increment(1);
 }
 
-fn classify(error: &KafkaError, topic: &TopicName) -> PublishError {
+pub(crate) fn classify(error: &KafkaError, topic: &TopicName) -> PublishError {
     let Some(code) = error.rdkafka_error_code() else {
         return PublishError::Unavailable(error.to_string());
     };

@@ -1,8 +1,10 @@
-//! Publishing: the I/O edge of the pipeline. The HTTP layer sees only [`Publisher`]; Kafka,
-//! and its embedded stand-in, sit behind it.
+//! Publishing: the I/O edge of the pipeline. The HTTP layer sees only [`Publisher`]; Kafka
+//! (and its embedded stand-in) or the durable spool in front of it sit behind it.
 
+pub mod dedup;
 pub mod embedded;
 pub mod kafka;
+pub mod spool;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,12 +14,18 @@ use crate::pipeline::OutboundRecord;
 
 pub use kafka::KafkaPublisher;
 
-/// Where the event's first record landed.
+/// Where an accepted event is safe: in Kafka (where its first record landed), or synced to the
+/// local spool, from which the forwarder moves it to Kafka.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivered {
-    pub topic: TopicName,
-    pub partition: i32,
-    pub offset: i64,
+pub enum Receipt {
+    Kafka {
+        topic: TopicName,
+        partition: i32,
+        offset: i64,
+    },
+    Spool {
+        sequence: u64,
+    },
 }
 
 /// Why a record is not known to be in Kafka. The class decides the HTTP answer: the sender
@@ -36,6 +44,10 @@ pub enum PublishError {
     Rejected(String),
     #[error("the bridge is shutting down")]
     ShuttingDown,
+    #[error("the spool is full")]
+    SpoolFull,
+    #[error("the spool cannot be written: {0}")]
+    SpoolUnavailable(String),
 }
 
 impl PublishError {
@@ -48,16 +60,18 @@ impl PublishError {
             Self::Unavailable(_) => "unavailable",
             Self::Rejected(_) => "rejected",
             Self::ShuttingDown => "shutting_down",
+            Self::SpoolFull => "spool_full",
+            Self::SpoolUnavailable(_) => "spool_unavailable",
         }
     }
 }
 
-pub type PublishFuture = Pin<Box<dyn Future<Output = Result<Delivered, PublishError>> + Send>>;
+pub type PublishFuture = Pin<Box<dyn Future<Output = Result<Receipt, PublishError>> + Send>>;
 
 /// Hands records to durable storage and resolves once they are safe there.
 pub trait Publisher: Send + Sync + 'static {
     /// Enqueues the records of one event, in order, before returning, so that the order in
-    /// which requests call this is the order per (topic, key); the future resolves when all
-    /// are acknowledged, with where the first one landed.
+    /// which requests call this is the order per (topic, key); the future resolves once all
+    /// of them are safe.
     fn publish(&self, records: Vec<OutboundRecord>) -> PublishFuture;
 }

@@ -1,0 +1,444 @@
+//! `spool` delivery mode: every accepted event is synced to a local redb file before the 2xx,
+//! and a forwarder moves spooled events to Kafka in order, removing each only once Kafka has
+//! acknowledged all of its records.
+//!
+//! One writer thread owns every write: it takes whatever requests are waiting and commits
+//! them in one transaction (group commit), so many concurrent requests share one `fsync`.
+
+pub mod forwarder;
+mod store;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::{PublishError, PublishFuture, Publisher, Receipt};
+use crate::config::SpoolSettings;
+use crate::pipeline::OutboundRecord;
+
+pub use forwarder::{Forwarder, ForwarderControl};
+pub use store::SpoolError;
+use store::Store;
+
+/// The encoding's version, the first byte of every stored event.
+const FORMAT_VERSION: u8 = 1;
+/// Requests committed together at most; bounds one transaction's size and latency.
+const MAX_GROUP: usize = 4_096;
+
+/// One accepted event as stored: its records exactly as routed when it was accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpooledEvent {
+    pub accepted_at_ms: i64,
+    pub records: Vec<SpooledRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpooledRecord {
+    pub topic: String,
+    pub key: String,
+    pub headers: Vec<(String, String)>,
+    pub payload: Vec<u8>,
+}
+
+impl SpooledEvent {
+    fn from_records(records: &[OutboundRecord], accepted_at: OffsetDateTime) -> Self {
+        let records = records
+            .iter()
+            .map(|record| SpooledRecord {
+                topic: record.topic.to_string(),
+                key: record.key.clone(),
+                headers: record
+                    .headers
+                    .iter()
+                    .map(|(name, value)| ((*name).to_owned(), value.clone()))
+                    .collect(),
+                payload: record.payload.to_vec(),
+            })
+            .collect();
+        Self {
+            accepted_at_ms: unix_millis(accepted_at),
+            records,
+        }
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_extend(self, vec![FORMAT_VERSION])
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        match bytes.split_first() {
+            Some((&FORMAT_VERSION, rest)) => postcard::from_bytes(rest),
+            _ => Err(postcard::Error::DeserializeBadEncoding),
+        }
+    }
+}
+
+fn unix_millis(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+enum Command {
+    Append {
+        event: Vec<u8>,
+        reply: oneshot::Sender<Result<u64, PublishError>>,
+    },
+    Remove {
+        sequences: Vec<u64>,
+        committed: Option<oneshot::Sender<()>>,
+    },
+    /// Commit what came before, then stop; later appends are answered "shutting down".
+    Close,
+}
+
+/// Counters the writer keeps and everyone else reads.
+#[derive(Debug, Default)]
+struct Shared {
+    events: AtomicU64,
+    bytes: AtomicU64,
+    commits: AtomicU64,
+    write_error: Mutex<Option<String>>,
+}
+
+/// A snapshot for readiness and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpoolStatus {
+    pub events: u64,
+    pub bytes: u64,
+    pub max_events: u64,
+    pub max_bytes: u64,
+    pub oldest_age_seconds: f64,
+    /// Transactions committed since start; far fewer than events under concurrent load.
+    pub commits: u64,
+    pub write_error: Option<String>,
+}
+
+impl SpoolStatus {
+    /// Why the spool cannot take another event right now, if it cannot.
+    pub fn refusal(&self) -> Option<String> {
+        if let Some(error) = &self.write_error {
+            return Some(format!("spool unwritable: {error}"));
+        }
+        if self.events >= self.max_events || self.bytes >= self.max_bytes {
+            return Some(format!(
+                "spool full: {} events, {} bytes (limits {}, {})",
+                self.events, self.bytes, self.max_events, self.max_bytes
+            ));
+        }
+        None
+    }
+}
+
+/// The open spool: its writer thread and a handle for reads.
+pub struct Spool {
+    store: Arc<Store>,
+    commands: mpsc::UnboundedSender<Command>,
+    committed: Arc<Notify>,
+    shared: Arc<Shared>,
+    settings: SpoolSettings,
+    writer: JoinHandle<()>,
+}
+
+impl Spool {
+    pub fn open(settings: &SpoolSettings) -> Result<Self, SpoolError> {
+        let (store, contents) = Store::open(&settings.path, settings.on_corrupt)?;
+        if contents.events > 0 {
+            tracing::info!(
+                path = %settings.path.display(),
+                events = contents.events,
+                bytes = contents.bytes,
+                "spool holds events not yet acknowledged by Kafka; forwarding them first"
+            );
+        }
+        let store = Arc::new(store);
+        let shared = Arc::new(Shared {
+            events: AtomicU64::new(contents.events),
+            bytes: AtomicU64::new(contents.bytes),
+            commits: AtomicU64::new(0),
+            write_error: Mutex::new(None),
+        });
+        let committed = Arc::new(Notify::new());
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let writer = Writer {
+            store: store.clone(),
+            shared: shared.clone(),
+            committed: committed.clone(),
+            next_sequence: contents.next_sequence,
+            max_events: settings.max_events,
+            max_bytes: settings.max_bytes,
+            removals: Vec::new(),
+        };
+        let writer = std::thread::Builder::new()
+            .name("spool-writer".to_owned())
+            .spawn(move || writer.run(receiver))
+            .map_err(|error| SpoolError::Unavailable {
+                path: settings.path.clone(),
+                reason: format!("cannot start the writer thread: {error}"),
+            })?;
+        Ok(Self {
+            store,
+            commands,
+            committed,
+            shared,
+            settings: settings.clone(),
+            writer,
+        })
+    }
+
+    pub fn path(&self) -> &PathBuf {
+        &self.settings.path
+    }
+
+    pub fn publisher(&self, timeout: Duration) -> SpoolPublisher {
+        SpoolPublisher {
+            commands: self.commands.clone(),
+            timeout,
+        }
+    }
+
+    /// The forwarder, with a producer of its own built from `client_config`.
+    pub fn forwarder(
+        &self,
+        client_config: rdkafka::ClientConfig,
+    ) -> Result<Forwarder, rdkafka::error::KafkaError> {
+        Forwarder::new(
+            self.store.clone(),
+            self.commands.clone(),
+            self.committed.clone(),
+            client_config,
+            &self.settings,
+        )
+    }
+
+    pub fn monitor(&self) -> SpoolMonitor {
+        SpoolMonitor {
+            store: self.store.clone(),
+            shared: self.shared.clone(),
+            max_events: self.settings.max_events,
+            max_bytes: self.settings.max_bytes,
+        }
+    }
+
+    /// Waits for the writer to commit what it was given and close the file; returns the
+    /// events left in it. Blocking.
+    pub fn close(self) -> u64 {
+        let _ = self.commands.send(Command::Close);
+        if self.writer.join().is_err() {
+            tracing::error!("the spool writer thread panicked");
+        }
+        self.shared.events.load(Ordering::Relaxed)
+    }
+}
+
+/// Reads the spool's state for readiness and metrics.
+#[derive(Clone)]
+pub struct SpoolMonitor {
+    store: Arc<Store>,
+    shared: Arc<Shared>,
+    max_events: u64,
+    max_bytes: u64,
+}
+
+impl SpoolMonitor {
+    /// Reads the oldest event's age from the file; call it off the async runtime.
+    pub fn status(&self) -> SpoolStatus {
+        let oldest_age_seconds = match self.store.oldest() {
+            Ok(Some((_, bytes))) => SpooledEvent::decode(&bytes).map_or(0.0, |event| {
+                let now = unix_millis(OffsetDateTime::now_utc());
+                (now.saturating_sub(event.accepted_at_ms)).max(0) as f64 / 1_000.0
+            }),
+            Ok(None) | Err(_) => 0.0,
+        };
+        SpoolStatus {
+            events: self.shared.events.load(Ordering::Relaxed),
+            bytes: self.shared.bytes.load(Ordering::Relaxed),
+            max_events: self.max_events,
+            max_bytes: self.max_bytes,
+            oldest_age_seconds,
+            commits: self.shared.commits.load(Ordering::Relaxed),
+            write_error: lock(&self.shared.write_error).clone(),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The `Publisher` of `spool` mode: resolves once the event is synced to disk.
+#[derive(Clone)]
+pub struct SpoolPublisher {
+    commands: mpsc::UnboundedSender<Command>,
+    timeout: Duration,
+}
+
+impl Publisher for SpoolPublisher {
+    fn publish(&self, records: Vec<OutboundRecord>) -> PublishFuture {
+        let event = match SpooledEvent::from_records(&records, OffsetDateTime::now_utc()).encode() {
+            Ok(event) => event,
+            Err(error) => {
+                let error = PublishError::Rejected(format!("cannot encode for the spool: {error}"));
+                return Box::pin(std::future::ready(Err(error)));
+            }
+        };
+        // Sent now, not when the future is first polled, so call order is spool order.
+        let (reply, answer) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Append { event, reply })
+            .is_err()
+        {
+            return Box::pin(std::future::ready(Err(PublishError::ShuttingDown)));
+        }
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, answer).await {
+                Ok(Ok(Ok(sequence))) => Ok(Receipt::Spool { sequence }),
+                Ok(Ok(Err(error))) => Err(error),
+                Ok(Err(_writer_gone)) => Err(PublishError::ShuttingDown),
+                Err(_elapsed) => Err(PublishError::SpoolUnavailable(
+                    "the spool did not confirm the write in time".to_owned(),
+                )),
+            }
+        })
+    }
+}
+
+struct Writer {
+    store: Arc<Store>,
+    shared: Arc<Shared>,
+    committed: Arc<Notify>,
+    next_sequence: u64,
+    max_events: u64,
+    max_bytes: u64,
+    removals: Vec<u64>,
+}
+
+struct PendingAppend {
+    sequence: u64,
+    event: Vec<u8>,
+    reply: oneshot::Sender<Result<u64, PublishError>>,
+}
+
+impl Writer {
+    fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        while let Some(first) = commands.blocking_recv() {
+            let mut appends = Vec::new();
+            let mut notify_when_committed = Vec::new();
+            let mut next = Some(first);
+            let mut closing = false;
+            while let Some(command) = next {
+                match command {
+                    Command::Close => closing = true,
+                    Command::Append { event, reply } => self.admit(event, reply, &mut appends),
+                    Command::Remove {
+                        sequences,
+                        committed,
+                    } => {
+                        self.removals.extend(sequences);
+                        notify_when_committed.extend(committed);
+                    }
+                }
+                next = if appends.len() < MAX_GROUP && !closing {
+                    commands.try_recv().ok()
+                } else {
+                    None
+                };
+            }
+            self.commit(appends);
+            for waiter in notify_when_committed {
+                let _ = waiter.send(());
+            }
+            if closing {
+                return;
+            }
+        }
+    }
+
+    /// Takes the event into this group if the spool has room for it; refuses it otherwise.
+    fn admit(
+        &mut self,
+        event: Vec<u8>,
+        reply: oneshot::Sender<Result<u64, PublishError>>,
+        appends: &mut Vec<PendingAppend>,
+    ) {
+        let pending_bytes: u64 = appends.iter().map(|append| append.event.len() as u64).sum();
+        let events = self.shared.events.load(Ordering::Relaxed) + appends.len() as u64;
+        let bytes = self.shared.bytes.load(Ordering::Relaxed) + pending_bytes;
+        if events >= self.max_events || bytes + event.len() as u64 > self.max_bytes {
+            metrics::counter!("telecmi_bridge_spool_refused_total", "reason" => "full")
+                .increment(1);
+            let _ = reply.send(Err(PublishError::SpoolFull));
+            return;
+        }
+        appends.push(PendingAppend {
+            sequence: self.next_sequence,
+            event,
+            reply,
+        });
+        self.next_sequence += 1;
+    }
+
+    fn commit(&mut self, appends: Vec<PendingAppend>) {
+        if appends.is_empty() && self.removals.is_empty() {
+            return;
+        }
+        let rows: Vec<(u64, &[u8])> = appends
+            .iter()
+            .map(|append| (append.sequence, append.event.as_slice()))
+            .collect();
+        let started = std::time::Instant::now();
+        match self.store.commit(&rows, &self.removals) {
+            Ok(removed) => {
+                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                metrics::histogram!("telecmi_bridge_spool_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::histogram!("telecmi_bridge_spool_commit_group_size")
+                    .record(appends.len() as f64);
+                let added_bytes: u64 = rows.iter().map(|(_, event)| event.len() as u64).sum();
+                self.shared
+                    .events
+                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                self.shared
+                    .events
+                    .fetch_sub(removed.events, Ordering::Relaxed);
+                self.shared.bytes.fetch_add(added_bytes, Ordering::Relaxed);
+                self.shared
+                    .bytes
+                    .fetch_sub(removed.bytes, Ordering::Relaxed);
+                self.removals.clear();
+                if lock(&self.shared.write_error).take().is_some() {
+                    tracing::info!("the spool is writable again");
+                }
+                let had_appends = !appends.is_empty();
+                for append in appends {
+                    let _ = append.reply.send(Ok(append.sequence));
+                }
+                if had_appends {
+                    self.committed.notify_one();
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "spool commit failed; events in it were refused");
+                metrics::counter!("telecmi_bridge_spool_refused_total", "reason" => "write_error")
+                    .increment(appends.len() as u64);
+                *lock(&self.shared.write_error) = Some(error.to_string());
+                for append in appends {
+                    let _ = append
+                        .reply
+                        .send(Err(PublishError::SpoolUnavailable(error.to_string())));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
