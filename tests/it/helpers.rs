@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use telecmi_bridge::config::{Bootstrap, TopicName};
@@ -113,6 +114,31 @@ impl TestApp {
             .unwrap_or(0)
     }
 
+    /// The admin listener's `/readyz`: status code and body.
+    pub async fn readiness(&self) -> (u16, Value) {
+        let response = self
+            .client
+            .get(format!("http://{}/readyz", self.admin_address))
+            .send()
+            .await
+            .expect("admin /readyz answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON readiness"))
+    }
+
+    /// Waits until the admin `/readyz` body satisfies `condition`.
+    pub async fn wait_for_readiness(&self, what: &str, condition: impl Fn(u16, &Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = self.readiness().await;
+            if condition(status, &body) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: still {status} {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn wait_until_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while self.ready_status(false).await != 200 {
@@ -146,6 +172,17 @@ impl Drop for TestApp {
 }
 
 /// Settings that point the bridge at an existing cluster.
+/// A one-broker mock cluster the test can take down and bring back, with `topics` created.
+pub fn controlled_cluster(
+    topics: &[TopicName],
+) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    for topic in topics {
+        cluster.create_topic(topic.as_str(), 3, 1).expect("topic");
+    }
+    cluster
+}
+
 pub fn with_brokers(mut settings: Settings, bootstrap_servers: &str) -> Settings {
     settings.kafka.bootstrap_servers = Bootstrap::Brokers(bootstrap_servers.to_owned());
     settings

@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use rdkafka::mocking::MockCluster;
 use serde_json::{Value, json};
 use telecmi_bridge::config::TopicName;
 
 use crate::fixtures::raw_leading_zero_fixture;
-use crate::helpers::{Consumed, consume, spawn_app, test_settings, with_brokers};
+use crate::helpers::{
+    Consumed, consume, controlled_cluster, spawn_app, test_settings, with_brokers,
+};
 use crate::scenarios::{self, accepted};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,16 +171,6 @@ async fn a_token_is_required_when_configured_and_never_kept() {
 }
 
 /// A cluster the test controls, so brokers can be taken down and records outlive the bridge.
-fn controlled_cluster(
-    topics: &[TopicName],
-) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    for topic in topics {
-        cluster.create_topic(topic.as_str(), 3, 1).expect("topic");
-    }
-    cluster
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_down_gives_503_with_retry_after_and_nothing_acknowledged_is_lost() {
     let settings = test_settings();

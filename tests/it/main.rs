@@ -8,3 +8,4 @@ mod helpers;
 mod ingest;
 mod rejections;
 mod scenarios;
+mod spool;

@@ -1,0 +1,278 @@
+//! `spool` delivery mode and the de-duplication window, against the in-process mock cluster.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use telecmi_bridge::Settings;
+use telecmi_bridge::config::DeliveryMode;
+
+use crate::helpers::{
+    TestApp, consume, controlled_cluster, spawn_app, test_settings, with_brokers,
+};
+use crate::scenarios::{self, accepted};
+
+fn spool_settings(dir: &tempfile::TempDir) -> Settings {
+    let mut settings = test_settings();
+    settings.delivery.mode = DeliveryMode::Spool;
+    settings.spool.path = dir.path().join("spool.redb");
+    settings
+}
+
+fn event(conversation: &str, n: u32) -> String {
+    format!(
+        r#"{{"type":"event","status":"answered","cmiuuid":"{conversation}-{n}","conversation_uuid":"{conversation}","time":{}}}"#,
+        1_700_000_000_000_u64 + u64::from(n)
+    )
+}
+
+async fn wait_until_spool_is_empty(app: &TestApp) {
+    app.wait_for_readiness("spool drained", |_, body| body["spool"]["events"] == 0)
+        .await;
+}
+
+/// Ids in the order they appear per conversation key.
+fn order_per_key(records: &[crate::helpers::Consumed]) -> HashMap<String, Vec<String>> {
+    let mut order: HashMap<String, Vec<String>> = HashMap::new();
+    for record in records {
+        order
+            .entry(record.key.clone().unwrap_or_default())
+            .or_default()
+            .push(record.id().to_owned());
+    }
+    order
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spool_mode_publishes_every_fixture_by_json_form_and_query() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = spawn_app(spool_settings(&dir)).await;
+    scenarios::fixtures_round_trip(&app, "").await;
+    let response = app.post_json(event("stored", 1).as_bytes()).await;
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["status"], "accepted");
+    assert_eq!(body["stored"], "spool");
+    wait_until_spool_is_empty(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_outage_in_spool_mode_keeps_answering_200_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = spool_settings(&dir);
+    let topics = settings.routing.all_topics();
+    let cluster = controlled_cluster(&topics);
+    let mut settings = with_brokers(settings, &cluster.bootstrap_servers());
+    settings.kafka.create_topics = false;
+    let app = spawn_app(settings).await;
+
+    let mut acknowledged = Vec::new();
+    for n in 0..5 {
+        acknowledged.push(
+            accepted(app.post_json(event("outage", n).as_bytes()).await)
+                .await
+                .0,
+        );
+    }
+    cluster.broker_down(1).expect("broker down");
+    app.wait_for_readiness("Kafka seen unavailable, still ready", |status, body| {
+        status == 200 && body["kafka"]["status"] == "unavailable"
+    })
+    .await;
+    for n in 5..25 {
+        acknowledged.push(
+            accepted(app.post_json(event("outage", n).as_bytes()).await)
+                .await
+                .0,
+        );
+    }
+    assert_eq!(
+        app.ready_status(false).await,
+        200,
+        "public /readyz during the outage"
+    );
+    app.wait_for_readiness("events held in the spool", |_, body| {
+        body["spool"]["events"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+
+    cluster.broker_up(1).expect("broker up");
+    wait_until_spool_is_empty(&app).await;
+    app.stop().await;
+
+    let records = consume(
+        &cluster.bootstrap_servers(),
+        &topics,
+        25,
+        Duration::from_secs(10),
+    )
+    .await;
+    let order = order_per_key(&records);
+    let mut first_seen: Vec<&String> = Vec::new();
+    for id in order.get("outage").expect("the conversation's records") {
+        if !first_seen.contains(&id) {
+            first_seen.push(id);
+        }
+    }
+    let expected: Vec<&String> = acknowledged.iter().collect();
+    assert_eq!(
+        first_seen, expected,
+        "spooled events out of order or missing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_answers_503_with_retry_after_and_recovers_once_forwarded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = spool_settings(&dir);
+    settings.spool.max_events = 3;
+    let topics = settings.routing.all_topics();
+    let cluster = controlled_cluster(&topics);
+    let mut settings = with_brokers(settings, &cluster.bootstrap_servers());
+    settings.kafka.create_topics = false;
+    let app = spawn_app(settings).await;
+    cluster.broker_down(1).expect("broker down");
+
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    for n in 0..6 {
+        let response = app.post_json(event("full", n).as_bytes()).await;
+        if response.status() == 200 {
+            acknowledged.push(accepted(response).await.0);
+            continue;
+        }
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "5");
+        let body: Value = response.json().await.expect("JSON error");
+        assert_eq!(body["error"]["code"], "spool_full", "{body}");
+        refused += 1;
+    }
+    assert_eq!((acknowledged.len(), refused), (3, 3));
+    app.wait_for_readiness("not ready while full", |status, body| {
+        status == 503
+            && body["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("spool full"))
+    })
+    .await;
+
+    cluster.broker_up(1).expect("broker up");
+    wait_until_spool_is_empty(&app).await;
+    app.wait_until_ready().await;
+    acknowledged.push(
+        accepted(app.post_json(event("full", 9).as_bytes()).await)
+            .await
+            .0,
+    );
+    app.stop().await;
+    let records = consume(
+        &cluster.bootstrap_servers(),
+        &topics,
+        4,
+        Duration::from_secs(10),
+    )
+    .await;
+    for id in &acknowledged {
+        assert!(records.iter().any(|record| record.id() == id), "{id} lost");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_spooled_before_a_stop_are_forwarded_after_the_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = spool_settings(&dir);
+    settings.server.shutdown_timeout_ms = 500;
+    let topics = settings.routing.all_topics();
+    let cluster = controlled_cluster(&topics);
+    let mut settings = with_brokers(settings, &cluster.bootstrap_servers());
+    settings.kafka.create_topics = false;
+
+    let first = spawn_app(settings.clone()).await;
+    cluster.broker_down(1).expect("broker down");
+    let mut acknowledged = Vec::new();
+    for n in 0..10 {
+        acknowledged.push(
+            accepted(first.post_json(event("restart", n).as_bytes()).await)
+                .await
+                .0,
+        );
+    }
+    first.stop().await;
+
+    cluster.broker_up(1).expect("broker up");
+    let second = spawn_app(settings).await;
+    wait_until_spool_is_empty(&second).await;
+    second.stop().await;
+    let records = consume(
+        &cluster.bootstrap_servers(),
+        &topics,
+        10,
+        Duration::from_secs(10),
+    )
+    .await;
+    let order = order_per_key(&records);
+    let mut first_seen: Vec<&String> = Vec::new();
+    for id in order.get("restart").expect("the conversation's records") {
+        if !first_seen.contains(&id) {
+            first_seen.push(id);
+        }
+    }
+    assert_eq!(first_seen, acknowledged.iter().collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dedup_window_answers_a_resend_without_publishing_it_again() {
+    let mut settings = test_settings();
+    settings.dedup.enabled = true;
+    let app = spawn_app(settings).await;
+    let body = event("dedup", 1);
+    let (id, _) = accepted(app.post_json(body.as_bytes()).await).await;
+    let resend = app.post_json(body.as_bytes()).await;
+    assert_eq!(resend.status(), 200);
+    let resend: Value = resend.json().await.expect("JSON");
+    assert_eq!(resend["status"], "duplicate");
+    assert_eq!(resend["id"], id.as_str());
+    // The same event by form is the same event.
+    let form = serde_urlencoded::to_string(
+        serde_json::from_str::<HashMap<String, Value>>(&body)
+            .expect("object")
+            .into_iter()
+            .map(|(key, value)| (key, value.as_str().map_or(value.to_string(), str::to_owned)))
+            .collect::<Vec<_>>(),
+    )
+    .expect("form");
+    let by_form: Value = app.post_form(&form).await.json().await.expect("JSON");
+    assert_eq!(by_form["status"], "duplicate", "{by_form}");
+    let other = accepted(app.post_json(event("dedup", 2).as_bytes()).await).await;
+    assert_ne!(other.0, id);
+
+    let records = consume(
+        &app.bootstrap_servers,
+        &app.topics,
+        3,
+        Duration::from_secs(3),
+    )
+    .await;
+    let copies = records.iter().filter(|record| record.id() == id).count();
+    assert_eq!(copies, 1, "a duplicate was published");
+    assert_eq!(records.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_window_a_resend_is_published_again_under_the_same_id() {
+    let app = spawn_app(test_settings()).await;
+    let body = event("resend", 1);
+    let (first, _) = accepted(app.post_json(body.as_bytes()).await).await;
+    let (second, _) = accepted(app.post_json(body.as_bytes()).await).await;
+    assert_eq!(first, second);
+    let records = consume(
+        &app.bootstrap_servers,
+        &app.topics,
+        2,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        records.iter().filter(|record| record.id() == first).count(),
+        2
+    );
+}
