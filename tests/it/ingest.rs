@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use telecmi_bridge::config::TopicName;
 
 use crate::fixtures::raw_leading_zero_fixture;
 use crate::helpers::{
