@@ -91,3 +91,34 @@ fn the_production_profile_refuses_the_embedded_cluster() {
     assert!(!output.status.success());
     assert!(text(&output.stderr).contains("kafka.bootstrap_servers"));
 }
+
+#[test]
+fn serve_refuses_a_corrupt_spool_and_keeps_it_aside() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path().join("spool.redb");
+    std::fs::write(&spool, b"not a spool").expect("write");
+    let spool_path = spool.to_str().expect("path");
+    let output = bridge(
+        &["serve"],
+        &[
+            ("TELECMI_BRIDGE_DELIVERY__MODE", "spool"),
+            ("TELECMI_BRIDGE_SPOOL__PATH", spool_path),
+            ("TELECMI_BRIDGE_SERVER__LISTEN", "127.0.0.1:0"),
+            ("TELECMI_BRIDGE_SERVER__ADMIN_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let stderr = text(&output.stderr) + &text(&output.stdout);
+    assert!(
+        !output.status.success(),
+        "started on a corrupt spool: {stderr}"
+    );
+    assert!(stderr.contains(spool_path), "{stderr}");
+    assert!(stderr.contains("start_empty"), "{stderr}");
+    let kept: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].to_string_lossy().contains("spool.redb.corrupt-"));
+    assert_eq!(std::fs::read(&kept[0]).expect("kept"), b"not a spool");
+}

@@ -30,7 +30,7 @@ use crate::publish::{KafkaPublisher, PublishError};
 /// Events read from the spool per read transaction.
 const READ_BATCH: usize = 512;
 /// Acknowledged events removed per commit while forwarding is busy.
-const REMOVE_BATCH: usize = 256;
+const REMOVE_BATCH: usize = 64;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
 type Forwarding = Pin<Box<dyn Future<Output = (u64, Result<(), PublishError>)> + Send>>;
