@@ -180,5 +180,14 @@ impl Drop for Bridge {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // A failing test removes its temporary directory: show the bridge's last words first.
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log_file).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("--- bridge log, last 60 lines ---");
+            for line in &lines[lines.len().saturating_sub(60)..] {
+                eprintln!("{line}");
+            }
+        }
     }
 }
