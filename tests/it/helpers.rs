@@ -172,15 +172,19 @@ impl Drop for TestApp {
 }
 
 /// Settings that point the bridge at an existing cluster.
-/// A one-broker mock cluster the test can take down and bring back, with `topics` created.
-pub fn controlled_cluster(
-    topics: &[TopicName],
-) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+pub type ControlledCluster = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+
+/// A one-broker mock cluster the test can take down and bring back, holding the topics of
+/// `settings`, which are pointed at it (topics are not created by the bridge).
+pub fn on_controlled_cluster(settings: Settings) -> (Settings, ControlledCluster, Vec<TopicName>) {
+    let topics = settings.routing.all_topics();
     let cluster = MockCluster::new(1).expect("mock cluster");
-    for topic in topics {
+    for topic in &topics {
         cluster.create_topic(topic.as_str(), 3, 1).expect("topic");
     }
-    cluster
+    let mut settings = with_brokers(settings, &cluster.bootstrap_servers());
+    settings.kafka.create_topics = false;
+    (settings, cluster, topics)
 }
 
 pub fn with_brokers(mut settings: Settings, bootstrap_servers: &str) -> Settings {
@@ -246,18 +250,13 @@ impl Consumed {
     }
 }
 
-/// Reads `topics` from the beginning until `expected` records arrived or `timeout` passed.
-pub async fn consume(
-    bootstrap_servers: &str,
-    topics: &[TopicName],
-    expected: usize,
-    timeout: Duration,
-) -> Vec<Consumed> {
+/// A consumer of its own group, assigned every partition of `topics` from the beginning.
+pub fn consumer_from_beginning(bootstrap_servers: &str, topics: &[TopicName]) -> StreamConsumer {
     let consumer: StreamConsumer = consumer_config(bootstrap_servers)
         .create()
         .expect("consumer");
     let metadata = consumer
-        .fetch_metadata(None, Duration::from_secs(5))
+        .fetch_metadata(None, Duration::from_secs(10))
         .expect("metadata");
     let mut assignment = TopicPartitionList::new();
     for topic in metadata.topics() {
@@ -270,6 +269,17 @@ pub async fn consume(
         }
     }
     consumer.assign(&assignment).expect("assign");
+    consumer
+}
+
+/// Reads `topics` from the beginning until `expected` records arrived or `timeout` passed.
+pub async fn consume(
+    bootstrap_servers: &str,
+    topics: &[TopicName],
+    expected: usize,
+    timeout: Duration,
+) -> Vec<Consumed> {
+    let consumer = consumer_from_beginning(bootstrap_servers, topics);
     let deadline = tokio::time::Instant::now() + timeout;
     let mut consumed = Vec::new();
     while consumed.len() < expected {

@@ -5,9 +5,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::fixtures::raw_leading_zero_fixture;
-use crate::helpers::{
-    Consumed, consume, controlled_cluster, spawn_app, test_settings, with_brokers,
-};
+use crate::helpers::{Consumed, consume, on_controlled_cluster, spawn_app, test_settings};
 use crate::scenarios::{self, accepted};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,10 +171,7 @@ async fn a_token_is_required_when_configured_and_never_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_down_gives_503_with_retry_after_and_nothing_acknowledged_is_lost() {
     let settings = test_settings();
-    let topics = settings.routing.all_topics();
-    let cluster = controlled_cluster(&topics);
-    let mut settings = with_brokers(settings, &cluster.bootstrap_servers());
-    settings.kafka.create_topics = false;
+    let (mut settings, cluster, topics) = on_controlled_cluster(settings);
     settings.delivery.ack_timeout_ms = 1_500;
     let app = spawn_app(settings).await;
     let event = |n: u32| {
@@ -260,10 +255,7 @@ async fn kafka_down_gives_503_with_retry_after_and_nothing_acknowledged_is_lost(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_acknowledged_under_concurrency_survives_a_stop() {
     let settings = test_settings();
-    let topics = settings.routing.all_topics();
-    let cluster = controlled_cluster(&topics);
-    let mut settings = with_brokers(settings, &cluster.bootstrap_servers());
-    settings.kafka.create_topics = false;
+    let (settings, cluster, topics) = on_controlled_cluster(settings);
     let app = spawn_app(settings).await;
     let url = app.webhook_url();
     let sends = (0..200).map(|n| {

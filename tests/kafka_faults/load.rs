@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use telecmi_bridge::config::TopicName;
 use tokio::task::JoinHandle;
+
+use crate::helpers::consumer_from_beginning;
 
 #[derive(Debug, Default)]
 pub struct SenderLedger {
@@ -112,6 +112,7 @@ pub struct Verdict {
     pub events: usize,
     pub acknowledged: usize,
     pub refused_503: usize,
+    pub refused_without_retry_after: usize,
     pub connection_errors: usize,
     pub found: usize,
     pub duplicates: usize,
@@ -152,6 +153,10 @@ impl Verdict {
             "{scenario}: 2xx'd but not in Kafka: {:?}",
             self.lost
         );
+        assert_eq!(
+            self.refused_without_retry_after, 0,
+            "{scenario}: 503 answers without Retry-After"
+        );
         assert!(
             self.out_of_order.is_empty(),
             "{scenario}: conversations out of order: {:?}",
@@ -172,26 +177,7 @@ pub async fn verify(
     ledgers: &[SenderLedger],
     timeout: Duration,
 ) -> Verdict {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap_servers)
-        .set("group.id", format!("verify-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let metadata = consumer
-        .fetch_metadata(None, Duration::from_secs(10))
-        .expect("metadata");
-    let mut assignment = TopicPartitionList::new();
-    for topic in metadata.topics() {
-        if topics.iter().any(|name| name.as_str() == topic.name()) {
-            for partition in topic.partitions() {
-                assignment
-                    .add_partition_offset(topic.name(), partition.id(), Offset::Beginning)
-                    .expect("assignment");
-            }
-        }
-    }
-    consumer.assign(&assignment).expect("assign");
+    let consumer = consumer_from_beginning(bootstrap_servers, topics);
 
     let wanted: HashSet<&str> = ledgers
         .iter()
@@ -250,6 +236,10 @@ pub async fn verify(
         events: ledgers.iter().map(|ledger| ledger.events).sum(),
         acknowledged: wanted.len(),
         refused_503: ledgers.iter().map(|ledger| ledger.refused_503).sum(),
+        refused_without_retry_after: ledgers
+            .iter()
+            .map(|ledger| ledger.refused_without_retry_after)
+            .sum(),
         connection_errors: ledgers.iter().map(|ledger| ledger.connection_errors).sum(),
         found: wanted.iter().filter(|id| copies.contains_key(**id)).count(),
         duplicates: copies.values().map(|count| count.saturating_sub(1)).sum(),

