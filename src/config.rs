@@ -260,6 +260,9 @@ pub struct RoutingSettings {
     pub unrouted_topic: TopicName,
     pub combined_topic_enabled: bool,
     pub combined_topic: TopicName,
+    /// Requests whose body was read but cannot become an envelope are kept here, raw.
+    pub dead_letter_enabled: bool,
+    pub dead_letter_topic: TopicName,
 }
 
 impl Default for RoutingSettings {
@@ -281,6 +284,8 @@ impl Default for RoutingSettings {
             unrouted_topic: TopicName::new("telecmi.unrouted"),
             combined_topic_enabled: false,
             combined_topic: TopicName::new("telecmi.calls"),
+            dead_letter_enabled: true,
+            dead_letter_topic: TopicName::new("telecmi.deadletter"),
         }
     }
 }
@@ -298,6 +303,7 @@ impl RoutingSettings {
                 &self.unrouted_topic,
             ])
             .chain(self.combined_topic_enabled.then_some(&self.combined_topic))
+            .chain(self.dead_letter_enabled.then_some(&self.dead_letter_topic))
             .cloned()
             .collect();
         topics.sort();

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use super::auth::Auth;
 use super::error::ApiError;
-use crate::pipeline::{Envelope, RawRequest, Router, decode, normalise};
+use crate::pipeline::{DeadLetter, Envelope, RawRequest, Router, decode, normalise};
 use crate::publish::dedup::Dedup;
 use crate::publish::{Publisher, Receipt};
 
@@ -32,6 +32,7 @@ pub struct IngestState {
 /// An authenticated webhook request with its body read, within the size limit. Every way this
 /// can fail is an [`ApiError`], so every rejection has the same JSON shape.
 pub struct Webhook {
+    request_id: String,
     is_get: bool,
     content_type: Option<String>,
     content_encoding: Option<String>,
@@ -96,6 +97,7 @@ impl FromRequest<IngestState> for Webhook {
                 .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
         };
         Ok(Self {
+            request_id: header_text(super::REQUEST_ID).unwrap_or_default(),
             is_get: parts.method == Method::GET,
             content_type: header_text(header::CONTENT_TYPE),
             content_encoding: header_text(header::CONTENT_ENCODING),
@@ -121,7 +123,31 @@ pub async fn ingest(
     webhook: Webhook,
 ) -> Result<Json<Accepted>, ApiError> {
     let received_at = OffsetDateTime::now_utc();
-    let decoded = decode(&webhook.raw(state.auth.query_param()))?;
+    let raw = webhook.raw(state.auth.query_param());
+    let decoded = match decode(&raw) {
+        Ok(decoded) => decoded,
+        Err(reason) => {
+            let letter = DeadLetter {
+                reason: &reason,
+                request: &raw,
+                received_at,
+                request_id: &webhook.request_id,
+            };
+            if let Some(record) = state.router.dead_letter(&letter) {
+                state
+                    .publisher
+                    .publish(vec![record])
+                    .await
+                    .map_err(|error| ApiError::Publish {
+                        error,
+                        retry_after_seconds: state.retry_after_seconds,
+                    })?;
+                metrics::counter!("telecmi_bridge_dead_letters_total", "reason" => reason.code())
+                    .increment(1);
+            }
+            return Err(reason.into());
+        }
+    };
     let normalised = normalise(&decoded.fields);
     if !normalised.warnings.is_empty() {
         tracing::debug!(warnings = ?normalised.warnings, "payload normalised with warnings");

@@ -23,7 +23,7 @@ pub use error::ApiError;
 pub use health::Readiness;
 pub use ingest::IngestState;
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const WEBHOOK_PATH: &str = "/webhooks/telecmi";
 
 /// The listener TeleCMI calls: the webhook (token optionally as the last path segment) and

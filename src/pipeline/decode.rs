@@ -254,6 +254,19 @@ fn decode_pairs(
     })
 }
 
+/// The query string without the pairs whose key is `reserved` (the bridge's credential), the
+/// rest byte for byte.
+pub fn query_without(query: &str, reserved: &str) -> String {
+    query
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split_once('=').map_or(*pair, |(key, _)| key);
+            form_decode(key.as_bytes()).map_or(true, |key| key != reserved)
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// `application/x-www-form-urlencoded` decoding that refuses invalid UTF-8 instead of
 /// replacing it, so that what we keep is exactly what was sent.
 fn form_decode(encoded: &[u8]) -> Result<String, RejectReason> {

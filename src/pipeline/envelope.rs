@@ -131,7 +131,7 @@ const RFC3339_MILLIS: &[BorrowedFormatItem<'_>] =
 
 /// Normalisation only produces instants between 1970 and 9999, which this format can always
 /// write.
-fn rfc3339(time: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(time: OffsetDateTime) -> String {
     time.to_offset(time::UtcOffset::UTC)
         .format(RFC3339_MILLIS)
         .unwrap_or_default()

@@ -9,7 +9,7 @@ pub mod route;
 pub use decode::{Decoded, Encoding, Original, RawRequest, decode};
 pub use envelope::{ENVELOPE_VERSION, Envelope};
 pub use normalise::{Kind, Normalised, normalise};
-pub use route::{OutboundRecord, Router};
+pub use route::{DeadLetter, OutboundRecord, Router};
 
 /// Why a request's payload could not become an envelope. Each reason has a stable code that
 /// is part of the HTTP contract.
@@ -32,6 +32,17 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Whether the body was read and judged: such requests are kept on the dead-letter topic.
+    /// The 415 reasons refuse a request by its headers, before its body means anything.
+    pub fn is_dead_letter(&self) -> bool {
+        !matches!(
+            self,
+            Self::UnsupportedContentType
+                | Self::UnsupportedCharset
+                | Self::UnsupportedContentEncoding
+        )
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Self::EmptyBody => "empty_payload",

@@ -4,7 +4,11 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use super::envelope::{CLOUDEVENTS_CONTENT_TYPE, ENVELOPE_VERSION};
+use time::OffsetDateTime;
+
+use super::RejectReason;
+use super::decode::{RawRequest, query_without};
+use super::envelope::{CLOUDEVENTS_CONTENT_TYPE, ENVELOPE_VERSION, rfc3339};
 use super::normalise::{Kind, Normalised};
 use crate::config::{RoutingSettings, TopicName};
 
@@ -25,6 +29,15 @@ pub struct Router {
     cdr_fallback: TopicName,
     unrouted: TopicName,
     combined: Option<TopicName>,
+    dead_letter: Option<TopicName>,
+}
+
+/// A request whose body was read but cannot become an envelope.
+pub struct DeadLetter<'a> {
+    pub reason: &'a RejectReason,
+    pub request: &'a RawRequest<'a>,
+    pub received_at: OffsetDateTime,
+    pub request_id: &'a str,
 }
 
 impl Router {
@@ -44,6 +57,9 @@ impl Router {
             combined: settings
                 .combined_topic_enabled
                 .then(|| settings.combined_topic.clone()),
+            dead_letter: settings
+                .dead_letter_enabled
+                .then(|| settings.dead_letter_topic.clone()),
         }
     }
 
@@ -81,6 +97,56 @@ impl Router {
                 payload: envelope.clone(),
             })
             .collect()
+    }
+
+    /// The dead-letter record of a refused request, if the topic is on and the refusal is of
+    /// the body: the payload is the body as received (for a `GET`, the query string), keyed
+    /// by the request id. The bridge's token is never in it: the path is not kept, and the
+    /// token's query parameter is removed.
+    pub fn dead_letter(&self, letter: &DeadLetter<'_>) -> Option<OutboundRecord> {
+        let topic = self.dead_letter.as_ref()?;
+        if !letter.reason.is_dead_letter() {
+            return None;
+        }
+        let request = letter.request;
+        let query = request
+            .query
+            .map(|query| match request.reserved_query_param {
+                Some(reserved) => query_without(query, reserved),
+                None => query.to_owned(),
+            })
+            .filter(|query| !query.is_empty());
+        let (payload, content_type) = if request.is_get {
+            let query = query.clone().unwrap_or_default();
+            (
+                Bytes::from(query),
+                Some("application/x-www-form-urlencoded"),
+            )
+        } else {
+            (Bytes::copy_from_slice(request.body), request.content_type)
+        };
+        let mut headers = vec![
+            ("telecmi-deadletter-reason", letter.reason.code().to_owned()),
+            ("telecmi-deadletter-message", letter.reason.to_string()),
+            ("telecmi-received-at", rfc3339(letter.received_at)),
+            ("telecmi-request-id", letter.request_id.to_owned()),
+            (
+                "telecmi-request-method",
+                if request.is_get { "GET" } else { "POST" }.to_owned(),
+            ),
+        ];
+        if let Some(content_type) = content_type {
+            headers.push(("content-type", content_type.to_owned()));
+        }
+        if let Some(query) = query.filter(|_| !request.is_get) {
+            headers.push(("telecmi-request-query", query));
+        }
+        Some(OutboundRecord {
+            topic: topic.clone(),
+            key: letter.request_id.to_owned(),
+            headers,
+            payload,
+        })
     }
 }
 
@@ -140,5 +206,111 @@ mod tests {
             );
             assert_eq!(header("content-type"), Some(CLOUDEVENTS_CONTENT_TYPE));
         }
+    }
+
+    fn header<'a>(record: &'a OutboundRecord, name: &str) -> Option<&'a str> {
+        record
+            .headers
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn request<'a>(is_get: bool, query: Option<&'a str>, body: &'a [u8]) -> RawRequest<'a> {
+        RawRequest {
+            is_get,
+            content_type: Some("application/json"),
+            content_encoding: None,
+            query,
+            body,
+            reserved_query_param: Some("bridge_token"),
+        }
+    }
+
+    #[test]
+    fn a_dead_letter_keeps_the_body_raw_with_why_when_and_which_request() {
+        let router = Router::new(&RoutingSettings::default());
+        let reason = RejectReason::MalformedJson("expected value".to_owned());
+        let raw = request(
+            false,
+            Some("a=1&bridge_token=secret-token&b=2"),
+            b"{\"x\": \xff",
+        );
+        let received_at = OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("time");
+        let record = router
+            .dead_letter(&DeadLetter {
+                reason: &reason,
+                request: &raw,
+                received_at,
+                request_id: "req-1",
+            })
+            .expect("dead-lettered");
+        assert_eq!(record.topic.as_str(), "telecmi.deadletter");
+        assert_eq!(record.key, "req-1");
+        assert_eq!(record.payload.as_ref(), b"{\"x\": \xff");
+        assert_eq!(
+            header(&record, "telecmi-deadletter-reason"),
+            Some("malformed_json")
+        );
+        assert_eq!(
+            header(&record, "telecmi-received-at"),
+            Some("2023-11-14T22:13:20.000Z")
+        );
+        assert_eq!(header(&record, "telecmi-request-id"), Some("req-1"));
+        assert_eq!(header(&record, "telecmi-request-method"), Some("POST"));
+        assert_eq!(header(&record, "content-type"), Some("application/json"));
+        assert_eq!(header(&record, "telecmi-request-query"), Some("a=1&b=2"));
+        assert!(
+            record
+                .headers
+                .iter()
+                .all(|(_, value)| !value.contains("secret-token")),
+            "the token leaked into a header"
+        );
+    }
+
+    #[test]
+    fn a_dead_get_keeps_its_query_without_the_token() {
+        let router = Router::new(&RoutingSettings::default());
+        let reason = RejectReason::InvalidUtf8;
+        let raw = request(true, Some("bridge_token=secret-token&from=%FF"), b"");
+        let record = router
+            .dead_letter(&DeadLetter {
+                reason: &reason,
+                request: &raw,
+                received_at: OffsetDateTime::UNIX_EPOCH,
+                request_id: "req-2",
+            })
+            .expect("dead-lettered");
+        assert_eq!(record.payload.as_ref(), b"from=%FF");
+        assert_eq!(header(&record, "telecmi-request-method"), Some("GET"));
+        assert_eq!(header(&record, "telecmi-request-query"), None);
+    }
+
+    #[test]
+    fn header_refusals_and_a_disabled_topic_are_not_dead_lettered() {
+        let raw = request(false, None, b"<xml/>");
+        let letter = |reason| DeadLetter {
+            reason,
+            request: &raw,
+            received_at: OffsetDateTime::UNIX_EPOCH,
+            request_id: "req-3",
+        };
+        let router = Router::new(&RoutingSettings::default());
+        assert!(
+            router
+                .dead_letter(&letter(&RejectReason::UnsupportedContentType))
+                .is_none()
+        );
+        assert!(
+            router
+                .dead_letter(&letter(&RejectReason::EmptyBody))
+                .is_some()
+        );
+        let off = Router::new(&RoutingSettings {
+            dead_letter_enabled: false,
+            ..RoutingSettings::default()
+        });
+        assert!(off.dead_letter(&letter(&RejectReason::EmptyBody)).is_none());
     }
 }

@@ -540,3 +540,156 @@ fn ids_survive_a_resend_and_differ_between_different_events() {
         pointer(&strict, "/data/fields/callerid")
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Properties over arbitrary payloads (proptest): nothing panics, and the original is always
+// rebuilt exactly.
+
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+    use telecmi_bridge::pipeline::{RawRequest, decode, normalise};
+
+    use super::{envelope_bytes, parse, pointer, post_form, post_json, received_at, text};
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |number| number.is_finite())
+                .prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+            // Field names and values TeleCMI uses, so normalisation's rules are exercised too.
+            prop::sample::select(vec![
+                "event",
+                "cdr",
+                "answered",
+                "missed",
+                "hangup",
+                "a",
+                "b",
+                "1634724624830",
+                "04471000000",
+                "true",
+                "{\"crm\":\"true\"}",
+            ])
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::vec((key(), inner), 0..8)
+                    .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            prop::sample::select(vec![
+                "type",
+                "status",
+                "cmiuuid",
+                "conversation_uuid",
+                "leg",
+                "time",
+                "from",
+                "to",
+                "appid",
+                "app_id",
+                "answeredsec",
+                "custom",
+                "extra_params",
+                "record",
+                "duration",
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    fn json_object() -> impl Strategy<Value = Map<String, Value>> {
+        prop::collection::vec((key(), json_value()), 0..12)
+            .prop_map(|pairs| pairs.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_json_object_is_kept_verbatim_in_the_envelope(
+            object in json_object(),
+            pretty in any::<bool>(),
+        ) {
+            let body = if pretty {
+                serde_json::to_string_pretty(&object)
+            } else {
+                serde_json::to_string(&object)
+            }
+            .expect("serialises");
+            let bytes = envelope_bytes(&post_json(body.as_bytes()), received_at());
+            let published = std::str::from_utf8(&bytes).expect("UTF-8 envelope");
+            prop_assert!(published.contains(&body), "the body is not embedded verbatim");
+            let envelope = parse(&bytes);
+            prop_assert_eq!(
+                text(pointer(&envelope, "/data/original/payload")),
+                text(&Value::Object(object))
+            );
+        }
+
+        #[test]
+        fn any_form_is_kept_as_its_text(
+            pairs in prop::collection::vec((key(), any::<String>()), 1..10),
+        ) {
+            let body = serde_urlencoded::to_string(&pairs).expect("form");
+            let mut expected = Map::new();
+            for (name, value) in &pairs {
+                let value = Value::String(value.clone());
+                match expected.get_mut(name) {
+                    Some(Value::Array(values)) => values.push(value),
+                    Some(first) => *first = Value::Array(vec![first.take(), value]),
+                    None => {
+                        expected.insert(name.clone(), value);
+                    }
+                }
+            }
+            let envelope = parse(&envelope_bytes(&post_form(body.as_bytes()), received_at()));
+            prop_assert_eq!(
+                text(pointer(&envelope, "/data/original/payload")),
+                text(&Value::Object(expected))
+            );
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            body in prop::collection::vec(any::<u8>(), 0..512),
+            content_type in prop::option::of(prop::sample::select(vec![
+                "application/json", "application/x-www-form-urlencoded", "text/plain",
+                "application/json; charset=latin1", "image/png",
+            ])),
+            is_get in any::<bool>(),
+        ) {
+            let query = String::from_utf8_lossy(&body).into_owned();
+            let request = RawRequest {
+                is_get,
+                content_type,
+                content_encoding: None,
+                query: Some(&query),
+                body: &body,
+                reserved_query_param: Some("token"),
+            };
+            if let Ok(decoded) = decode(&request) {
+                let normalised = normalise(&decoded.fields);
+                let bytes = telecmi_bridge::pipeline::Envelope::new(
+                    "urn:test", &decoded, &normalised, received_at(),
+                )
+                .to_bytes()
+                .expect("an accepted payload always makes an envelope");
+                prop_assert!(serde_json::from_slice::<Value>(&bytes).is_ok());
+            }
+        }
+    }
+}

@@ -234,7 +234,9 @@ pub struct Consumed {
     pub partition: i32,
     pub key: Option<String>,
     pub headers: Vec<(String, String)>,
+    /// The payload parsed as JSON (`Null` if it is not: dead letters keep bodies raw).
     pub envelope: Value,
+    pub payload: Vec<u8>,
 }
 
 impl Consumed {
@@ -310,7 +312,8 @@ pub async fn consume(
                 .map(|key| String::from_utf8_lossy(key).into_owned()),
             headers,
             envelope: serde_json::from_slice(message.payload().unwrap_or_default())
-                .expect("envelope is JSON"),
+                .unwrap_or(Value::Null),
+            payload: message.payload().unwrap_or_default().to_vec(),
         });
     }
     consumed

@@ -44,6 +44,8 @@ pub fn real_settings(prefix: &str) -> Settings {
         unrouted_topic: prefixed(prefix, &routing.unrouted_topic),
         combined_topic_enabled: routing.combined_topic_enabled,
         combined_topic: prefixed(prefix, &routing.combined_topic),
+        dead_letter_enabled: routing.dead_letter_enabled,
+        dead_letter_topic: prefixed(prefix, &routing.dead_letter_topic),
     };
     settings
 }
