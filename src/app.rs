@@ -11,6 +11,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Bootstrap, DeliveryMode, Settings, TopicName, kafka_client_config};
+use crate::http::signature::Signature;
+use crate::http::source::SourcePolicy;
 use crate::http::{self, IngestState, Readiness, auth::Auth};
 use crate::pipeline::Router;
 use crate::publish::dedup::Dedup;
@@ -217,6 +219,11 @@ impl Application {
                 .then(|| Arc::new(Dedup::new(&settings.dedup))),
             router: Arc::new(Router::new(&settings.routing)),
             auth: Arc::new(Auth::new(&settings.auth)),
+            callers: Arc::new(SourcePolicy::new(
+                &settings.auth.allowed_networks,
+                &settings.auth.trusted_proxies,
+            )),
+            signature: Signature::new(&settings.auth).map(Arc::new),
             source: Arc::from(settings.envelope.source.as_str()),
             body_limit: settings.server.body_limit_bytes,
             retry_after_seconds: settings.delivery.retry_after_seconds,
@@ -245,9 +252,12 @@ impl Application {
         let serve = |listener: TcpListener, router: axum::Router| {
             let stop = stop.clone();
             tokio::spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
             })
         };
         let public_server = serve(self.listener, public);

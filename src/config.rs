@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+use ipnet::IpNet;
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -363,6 +364,17 @@ pub struct AuthSettings {
     /// Query parameter that may carry a token; removed from the payload before it is kept.
     pub query_param: String,
     pub header: String,
+    /// HMAC-SHA256 secrets; when any is set, every webhook must carry a valid signature of its
+    /// body (of its query string for a GET) in `hmac_header`.
+    pub hmac_secrets: Vec<SecretValue>,
+    pub hmac_header: String,
+    pub hmac_encoding: SignatureEncoding,
+    /// Text before the encoded signature in the header, e.g. `sha256=`.
+    pub hmac_prefix: String,
+    /// Networks allowed to call the webhook; empty allows every address.
+    pub allowed_networks: Vec<IpNet>,
+    /// Proxies whose `Forwarded`/`X-Forwarded-For` headers are believed; none by default.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for AuthSettings {
@@ -372,8 +384,21 @@ impl Default for AuthSettings {
             tokens: Vec::new(),
             query_param: "bridge_token".to_owned(),
             header: "x-bridge-token".to_owned(),
+            hmac_secrets: Vec::new(),
+            hmac_header: "x-signature".to_owned(),
+            hmac_encoding: SignatureEncoding::Hex,
+            hmac_prefix: "sha256=".to_owned(),
+            allowed_networks: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    Hex,
+    Base64,
 }
 
 /// A value that is never printed: `check-config` and logs show `[redacted]`.
@@ -384,6 +409,12 @@ pub struct SecretValue(String);
 impl SecretValue {
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+impl From<&str> for SecretValue {
+    fn from(secret: &str) -> Self {
+        Self(secret.to_owned())
     }
 }
 
@@ -571,6 +602,22 @@ impl Settings {
         {
             return invalid(format!(
                 "auth.tokens[{position}]: tokens must be at least 16 characters"
+            ));
+        }
+        if let Some(position) = self
+            .auth
+            .hmac_secrets
+            .iter()
+            .position(|secret| secret.expose().len() < 16)
+        {
+            return invalid(format!(
+                "auth.hmac_secrets[{position}]: secrets must be at least 16 characters"
+            ));
+        }
+        if axum::http::HeaderName::try_from(self.auth.hmac_header.as_str()).is_err() {
+            return invalid(format!(
+                "auth.hmac_header: {:?} is not a valid header name",
+                self.auth.hmac_header
             ));
         }
         if self.auth.query_param.is_empty() || self.auth.header.is_empty() {

@@ -23,6 +23,10 @@ pub enum ApiError {
     NotFound,
     #[error("missing or invalid credentials")]
     Unauthorized,
+    #[error("missing or invalid request signature")]
+    BadSignature,
+    #[error("requests from this address are not accepted")]
+    ForbiddenSource,
     #[error("the event could not be stored safely; retry later")]
     Publish {
         error: PublishError,
@@ -45,6 +49,8 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotFound => "not_found",
             Self::Unauthorized => "unauthorized",
+            Self::BadSignature => "bad_signature",
+            Self::ForbiddenSource => "forbidden_source",
             Self::Publish { error, .. } => match error {
                 PublishError::Timeout => "kafka_timeout",
                 PublishError::QueueFull => "overloaded",
@@ -70,7 +76,8 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::BadSignature => StatusCode::UNAUTHORIZED,
+            Self::ForbiddenSource => StatusCode::FORBIDDEN,
             Self::Publish {
                 error: PublishError::Rejected(_),
                 ..

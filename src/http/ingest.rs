@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::{Method, header};
 use bytes::Bytes;
 use http_body_util::LengthLimitError;
@@ -13,6 +13,8 @@ use time::OffsetDateTime;
 
 use super::auth::Auth;
 use super::error::ApiError;
+use super::signature::Signature;
+use super::source::SourcePolicy;
 use crate::pipeline::{DeadLetter, Envelope, RawRequest, Router, decode, normalise};
 use crate::publish::dedup::Dedup;
 use crate::publish::{Publisher, Receipt};
@@ -24,6 +26,9 @@ pub struct IngestState {
     pub dedup: Option<Arc<Dedup>>,
     pub router: Arc<Router>,
     pub auth: Arc<Auth>,
+    /// The caller-address allow-list and the proxies trusted to report it.
+    pub callers: Arc<SourcePolicy>,
+    pub signature: Option<Arc<Signature>>,
     pub source: Arc<str>,
     pub body_limit: usize,
     pub retry_after_seconds: u32,
@@ -62,12 +67,27 @@ impl FromRequest<IngestState> for Webhook {
             .await
             .ok();
         let query = parts.uri.query().map(str::to_owned);
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|ConnectInfo(peer)| *peer);
+        let allowed = peer.map_or(state.callers.allows_unknown(), |peer| {
+            state
+                .callers
+                .allows(state.callers.client_ip(peer, &parts.headers))
+        });
+        if !allowed {
+            metrics::counter!("telecmi_bridge_auth_failures_total", "reason" => "source")
+                .increment(1);
+            return Err(ApiError::ForbiddenSource);
+        }
         if !state.auth.allows(
             path_token.as_deref().map(String::as_str),
             query.as_deref(),
             &parts.headers,
         ) {
-            metrics::counter!("telecmi_bridge_auth_failures_total").increment(1);
+            metrics::counter!("telecmi_bridge_auth_failures_total", "reason" => "token")
+                .increment(1);
             return Err(ApiError::Unauthorized);
         }
         let declared_length = parts
@@ -90,6 +110,19 @@ impl FromRequest<IngestState> for Webhook {
                 ApiError::BodyRead
             }
         })?;
+        if let Some(signature) = &state.signature {
+            let signed: &[u8] = if parts.method == Method::GET {
+                query.as_deref().unwrap_or_default().as_bytes()
+            } else {
+                &body
+            };
+            if let Err(error) = signature.verify(&parts.headers, signed) {
+                metrics::counter!("telecmi_bridge_auth_failures_total", "reason" => "signature")
+                    .increment(1);
+                tracing::debug!(?error, "signature check failed");
+                return Err(ApiError::BadSignature);
+            }
+        }
         let header_text = |name| {
             parts
                 .headers

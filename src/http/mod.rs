@@ -4,6 +4,8 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod ingest;
+pub mod signature;
+pub mod source;
 
 use std::time::Duration;
 

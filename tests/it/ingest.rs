@@ -167,7 +167,6 @@ async fn a_token_is_required_when_configured_and_never_kept() {
     }
 }
 
-/// A cluster the test controls, so brokers can be taken down and records outlive the bridge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_down_gives_503_with_retry_after_and_nothing_acknowledged_is_lost() {
     let settings = test_settings();

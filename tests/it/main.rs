@@ -1,6 +1,7 @@
 //! The integration test binary: the bridge over HTTP against the in-process mock cluster, and
 //! the envelope contract (golden files, JSON Schema) over every fixture.
 
+mod access;
 mod cli;
 mod fixtures;
 mod golden;
