@@ -228,8 +228,12 @@ impl Application {
             body_limit: settings.server.body_limit_bytes,
             retry_after_seconds: settings.delivery.retry_after_seconds,
         };
-        let request_timeout = Duration::from_millis(settings.server.request_timeout_ms);
-        let public = http::router(state, self.readiness.clone(), request_timeout);
+        let limits = http::RequestLimits {
+            timeout: Duration::from_millis(settings.server.request_timeout_ms),
+            max_in_flight: settings.server.max_in_flight_requests,
+            retry_after_seconds: settings.delivery.retry_after_seconds,
+        };
+        let public = http::router(state, self.readiness.clone(), limits);
         let admin = http::admin_router(self.readiness.clone(), self.metrics.clone());
 
         let probe = tokio::spawn(probe_kafka(
@@ -249,16 +253,14 @@ impl Application {
             delivery_mode = ?settings.delivery.mode,
             "telecmi-bridge serving"
         );
+        let header_read_timeout = Duration::from_millis(settings.server.header_read_timeout_ms);
         let serve = |listener: TcpListener, router: axum::Router| {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                axum::serve(
-                    listener,
-                    router.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-            })
+            tokio::spawn(http::server::serve(
+                listener,
+                router,
+                header_read_timeout,
+                stop.clone(),
+            ))
         };
         let public_server = serve(self.listener, public);
         let admin_server = serve(self.admin_listener, admin);

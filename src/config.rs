@@ -61,6 +61,10 @@ pub struct ServerSettings {
     pub body_limit_bytes: usize,
     pub request_timeout_ms: u64,
     pub shutdown_timeout_ms: u64,
+    /// A client must send a request's headers within this time (slow-loris protection).
+    pub header_read_timeout_ms: u64,
+    /// Requests handled at once on the public listener; beyond it, 503 `overloaded`.
+    pub max_in_flight_requests: usize,
 }
 
 impl Default for ServerSettings {
@@ -71,6 +75,8 @@ impl Default for ServerSettings {
             body_limit_bytes: 64 * 1024,
             request_timeout_ms: 15_000,
             shutdown_timeout_ms: 20_000,
+            header_read_timeout_ms: 10_000,
+            max_in_flight_requests: 1_024,
         }
     }
 }
@@ -542,6 +548,14 @@ impl Settings {
                 self.server.shutdown_timeout_ms,
             ),
             ("kafka.metadata_timeout_ms", self.kafka.metadata_timeout_ms),
+            (
+                "server.header_read_timeout_ms",
+                self.server.header_read_timeout_ms,
+            ),
+            (
+                "server.max_in_flight_requests",
+                self.server.max_in_flight_requests as u64,
+            ),
             ("spool.max_events", self.spool.max_events),
             ("spool.max_bytes", self.spool.max_bytes),
             ("spool.forward_window", self.spool.forward_window as u64),

@@ -32,6 +32,8 @@ pub enum ApiError {
         error: PublishError,
         retry_after_seconds: u32,
     },
+    #[error("too many requests in progress; retry later")]
+    Overloaded { retry_after_seconds: u32 },
     #[error("internal error")]
     Internal(String),
 }
@@ -61,6 +63,7 @@ impl ApiError {
                 PublishError::SpoolFull => "spool_full",
                 PublishError::SpoolUnavailable(_) => "spool_unavailable",
             },
+            Self::Overloaded { .. } => "overloaded",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -83,7 +86,7 @@ impl ApiError {
                 ..
             }
             | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Publish { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Publish { .. } | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -104,6 +107,9 @@ impl IntoResponse for ApiError {
             Self::Publish {
                 retry_after_seconds,
                 ..
+            }
+            | Self::Overloaded {
+                retry_after_seconds,
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
             }

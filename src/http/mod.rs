@@ -4,18 +4,21 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod ingest;
+pub mod server;
 pub mod signature;
 pub mod source;
 
 use std::time::Duration;
 
-use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
+use axum::{BoxError, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -28,9 +31,20 @@ pub use ingest::IngestState;
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const WEBHOOK_PATH: &str = "/webhooks/telecmi";
 
+/// Limits applied to every request on the public listener.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// Whole-request deadline (408).
+    pub timeout: Duration,
+    /// Requests being handled at once; beyond it, 503 `overloaded` at once, not a queue.
+    pub max_in_flight: usize,
+    /// `Retry-After` of that 503.
+    pub retry_after_seconds: u32,
+}
+
 /// The listener TeleCMI calls: the webhook (token optionally as the last path segment) and
 /// health checks. Metrics stay on the admin listener.
-pub fn router(state: IngestState, readiness: Readiness, request_timeout: Duration) -> Router {
+pub fn router(state: IngestState, readiness: Readiness, limits: RequestLimits) -> Router {
     let webhook = get(ingest::ingest)
         .post(ingest::ingest)
         .fallback(|| async { ApiError::MethodNotAllowed });
@@ -44,10 +58,20 @@ pub fn router(state: IngestState, readiness: Readiness, request_timeout: Duratio
         .with_state(state)
         .merge(health)
         .fallback(|| async { ApiError::NotFound })
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(move |_: BoxError| async move {
+                    ApiError::Overloaded {
+                        retry_after_seconds: limits.retry_after_seconds,
+                    }
+                }))
+                .load_shed()
+                .concurrency_limit(limits.max_in_flight),
+        )
         .layer(middleware::from_fn(count_requests))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            request_timeout,
+            limits.timeout,
         ))
         // Outermost last: request ids are set before the span opens, and a panic anywhere
         // inside still becomes a 500 instead of a dropped connection.

@@ -7,6 +7,7 @@ mod fixtures;
 mod golden;
 mod helpers;
 mod ingest;
+mod limits;
 mod rejections;
 mod scenarios;
 mod spool;

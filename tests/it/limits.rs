@@ -1,0 +1,80 @@
+//! Abuse limits: headers must arrive in time (slow loris), and requests beyond the in-flight
+//! limit are refused at once.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::{on_controlled_cluster, spawn_app, test_settings};
+use crate::scenarios::accepted;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_too_slow_with_its_headers_is_cut_off() {
+    let mut settings = test_settings();
+    settings.server.header_read_timeout_ms = 500;
+    let app = spawn_app(settings).await;
+
+    let mut slow = TcpStream::connect(app.address).await.expect("connect");
+    slow.write_all(b"POST /webhooks/telecmi HTTP/1.1\r\nHost: bridge\r\n")
+        .await
+        .expect("partial headers");
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection was still open after 5 s");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400),
+        "cut off after {waited:?}, before the deadline"
+    );
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("200 OK"),
+        "a request without its headers was served"
+    );
+    accepted(
+        app.post_json(br#"{"type":"event","status":"answered","cmiuuid":"quick"}"#)
+            .await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_in_flight_limit_get_503_at_once() {
+    let (mut settings, cluster, _topics) = on_controlled_cluster(test_settings());
+    settings.server.max_in_flight_requests = 1;
+    settings.delivery.ack_timeout_ms = 2_000;
+    let app = spawn_app(settings).await;
+    cluster.broker_down(1).expect("broker down");
+
+    // Held in flight: Kafka cannot acknowledge it until the ack timeout.
+    let held = {
+        let client = app.client.clone();
+        let url = app.webhook_url();
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .body(r#"{"type":"event","status":"answered","cmiuuid":"held"}"#)
+                .send()
+                .await
+                .expect("request")
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let refused = app
+        .post_json(br#"{"type":"event","status":"answered","cmiuuid":"second"}"#)
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the second request waited instead of being refused"
+    );
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.expect("JSON error");
+    assert_eq!(body["error"]["code"], "overloaded");
+    assert_eq!(held.await.expect("held request"), 503, "Kafka was down");
+    cluster.broker_up(1).expect("broker up");
+}
