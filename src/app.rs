@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Bootstrap, DeliveryMode, Settings, TopicName, kafka_client_config};
+use crate::http::rate_limit::RateLimit;
 use crate::http::signature::Signature;
 use crate::http::source::SourcePolicy;
 use crate::http::{self, IngestState, Readiness, auth::Auth};
@@ -23,6 +24,8 @@ use crate::publish::{KafkaPublisher, Publisher};
 
 /// How often the spool's depth, size and oldest age are read into readiness and metrics.
 const SPOOL_MONITOR_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the rate limiter forgets callers whose allowance is full again.
+const RATE_LIMIT_CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -211,6 +214,23 @@ impl Application {
             }
             None => (Arc::new(self.publisher.clone()), None, None),
         };
+        let rate_limit = RateLimit::new(
+            settings.server.rate_limit_per_second,
+            settings.server.rate_limit_burst,
+        )
+        .map(Arc::new);
+        let forgetting = rate_limit.clone().map(|limit| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(RATE_LIMIT_CLEANUP_INTERVAL) => {}
+                    }
+                    limit.forget_idle_callers();
+                }
+            })
+        });
         let state = IngestState {
             publisher,
             dedup: settings
@@ -224,6 +244,7 @@ impl Application {
                 &settings.auth.trusted_proxies,
             )),
             signature: Signature::new(&settings.auth).map(Arc::new),
+            rate_limit: rate_limit.clone(),
             source: Arc::from(settings.envelope.source.as_str()),
             body_limit: settings.server.body_limit_bytes,
             retry_after_seconds: settings.delivery.retry_after_seconds,
@@ -296,8 +317,8 @@ impl Application {
                 );
             }
         }
-        if let Some(monitor) = monitor {
-            monitor.abort();
+        for task in [monitor, forgetting].into_iter().flatten() {
+            task.abort();
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let publisher = self.publisher.clone();

@@ -65,6 +65,10 @@ pub struct ServerSettings {
     pub header_read_timeout_ms: u64,
     /// Requests handled at once on the public listener; beyond it, 503 `overloaded`.
     pub max_in_flight_requests: usize,
+    /// Webhooks per second per caller address (after trusted proxies); 0 turns it off.
+    pub rate_limit_per_second: u32,
+    /// Webhooks a caller may send at once before the rate applies.
+    pub rate_limit_burst: u32,
 }
 
 impl Default for ServerSettings {
@@ -77,6 +81,8 @@ impl Default for ServerSettings {
             shutdown_timeout_ms: 20_000,
             header_read_timeout_ms: 10_000,
             max_in_flight_requests: 1_024,
+            rate_limit_per_second: 0,
+            rate_limit_burst: 100,
         }
     }
 }

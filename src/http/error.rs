@@ -32,6 +32,8 @@ pub enum ApiError {
         error: PublishError,
         retry_after_seconds: u32,
     },
+    #[error("too many requests from this address; retry later")]
+    RateLimited { retry_after_seconds: u64 },
     #[error("too many requests in progress; retry later")]
     Overloaded { retry_after_seconds: u32 },
     #[error("internal error")]
@@ -64,6 +66,7 @@ impl ApiError {
                 PublishError::SpoolUnavailable(_) => "spool_unavailable",
             },
             Self::Overloaded { .. } => "overloaded",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -81,6 +84,7 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Unauthorized | Self::BadSignature => StatusCode::UNAUTHORIZED,
             Self::ForbiddenSource => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Publish {
                 error: PublishError::Rejected(_),
                 ..
@@ -109,6 +113,11 @@ impl IntoResponse for ApiError {
                 ..
             }
             | Self::Overloaded {
+                retry_after_seconds,
+            } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+            }
+            Self::RateLimited {
                 retry_after_seconds,
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 
 use super::auth::Auth;
 use super::error::ApiError;
+use super::rate_limit::RateLimit;
 use super::signature::Signature;
 use super::source::SourcePolicy;
 use crate::pipeline::{DeadLetter, Envelope, RawRequest, Router, decode, normalise};
@@ -29,6 +30,7 @@ pub struct IngestState {
     /// The caller-address allow-list and the proxies trusted to report it.
     pub callers: Arc<SourcePolicy>,
     pub signature: Option<Arc<Signature>>,
+    pub rate_limit: Option<Arc<RateLimit>>,
     pub source: Arc<str>,
     pub body_limit: usize,
     pub retry_after_seconds: u32,
@@ -71,15 +73,21 @@ impl FromRequest<IngestState> for Webhook {
             .extensions
             .get::<ConnectInfo<std::net::SocketAddr>>()
             .map(|ConnectInfo(peer)| *peer);
-        let allowed = peer.map_or(state.callers.allows_unknown(), |peer| {
-            state
-                .callers
-                .allows(state.callers.client_ip(peer, &parts.headers))
-        });
-        if !allowed {
+        let caller = peer.map(|peer| state.callers.client_ip(peer, &parts.headers));
+        if !caller.map_or(state.callers.allows_unknown(), |caller| {
+            state.callers.allows(caller)
+        }) {
             metrics::counter!("telecmi_bridge_auth_failures_total", "reason" => "source")
                 .increment(1);
             return Err(ApiError::ForbiddenSource);
+        }
+        if let (Some(limit), Some(caller)) = (&state.rate_limit, caller)
+            && let Err(wait) = limit.check(caller)
+        {
+            metrics::counter!("telecmi_bridge_rate_limited_total").increment(1);
+            return Err(ApiError::RateLimited {
+                retry_after_seconds: wait.as_secs_f64().ceil().max(1.0) as u64,
+            });
         }
         if !state.auth.allows(
             path_token.as_deref().map(String::as_str),

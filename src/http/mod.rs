@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod ingest;
+pub mod rate_limit;
 pub mod server;
 pub mod signature;
 pub mod source;

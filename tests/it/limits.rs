@@ -78,3 +78,26 @@ async fn requests_beyond_the_in_flight_limit_get_503_at_once() {
     assert_eq!(held.await.expect("held request"), 503, "Kafka was down");
     cluster.broker_up(1).expect("broker up");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_over_its_rate_gets_429_with_retry_after() {
+    let mut settings = test_settings();
+    settings.server.rate_limit_per_second = 1;
+    settings.server.rate_limit_burst = 2;
+    let app = spawn_app(settings).await;
+    let event = |n: u32| format!(r#"{{"type":"event","status":"answered","cmiuuid":"rate-{n}"}}"#);
+    accepted(app.post_json(event(1).as_bytes()).await).await;
+    accepted(app.post_json(event(2).as_bytes()).await).await;
+    let limited = app.post_json(event(3).as_bytes()).await;
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "1");
+    let body: Value = limited.json().await.expect("JSON error");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    accepted(app.post_json(event(4).as_bytes()).await).await;
+    assert_eq!(
+        app.record_count(),
+        3,
+        "the limited request was not published"
+    );
+}
