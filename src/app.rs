@@ -15,7 +15,7 @@ use crate::http::rate_limit::RateLimit;
 use crate::http::signature::Signature;
 use crate::http::source::SourcePolicy;
 use crate::http::{self, IngestState, Readiness, auth::Auth};
-use crate::pipeline::Router;
+use crate::pipeline::{Privacy, Router};
 use crate::publish::dedup::Dedup;
 use crate::publish::embedded::EmbeddedCluster;
 use crate::publish::kafka::{TopicError, ensure_topics};
@@ -245,6 +245,7 @@ impl Application {
             )),
             signature: Signature::new(&settings.auth).map(Arc::new),
             rate_limit: rate_limit.clone(),
+            privacy: Privacy::new(&settings.privacy).map(Arc::new),
             source: Arc::from(settings.envelope.source.as_str()),
             body_limit: settings.server.body_limit_bytes,
             retry_after_seconds: settings.delivery.retry_after_seconds,

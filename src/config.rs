@@ -47,6 +47,7 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     pub spool: SpoolSettings,
     pub dedup: DedupSettings,
+    pub privacy: PrivacySettings,
     pub routing: RoutingSettings,
     pub auth: AuthSettings,
     pub envelope: EnvelopeSettings,
@@ -240,6 +241,39 @@ pub enum OnCorrupt {
     Refuse,
     /// Keep the unreadable file aside and start with an empty spool.
     StartEmpty,
+}
+
+/// Optional protection of phone numbers before publishing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacySettings {
+    pub mode: PrivacyMode,
+    /// The HMAC-SHA256 key of `hmac` mode (16+ characters).
+    pub hmac_key: Option<SecretValue>,
+    /// Top-level payload fields holding phone numbers.
+    pub phone_fields: Vec<String>,
+}
+
+impl Default for PrivacySettings {
+    fn default() -> Self {
+        Self {
+            mode: PrivacyMode::Off,
+            hmac_key: None,
+            phone_fields: ["from", "to", "callerid", "virtual_number"]
+                .map(str::to_owned)
+                .to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrivacyMode {
+    Off,
+    /// Replace each number with a fixed marker.
+    Redact,
+    /// Replace each number with a keyed hash of its digits.
+    Hmac,
 }
 
 /// The optional de-duplication window for re-sent webhooks.
@@ -639,6 +673,17 @@ impl Settings {
                 "auth.hmac_header: {:?} is not a valid header name",
                 self.auth.hmac_header
             ));
+        }
+        if self.privacy.mode == PrivacyMode::Hmac
+            && self
+                .privacy
+                .hmac_key
+                .as_ref()
+                .is_none_or(|key| key.expose().len() < 16)
+        {
+            return invalid(
+                "privacy.hmac_key: hmac mode needs a key of at least 16 characters".to_owned(),
+            );
         }
         if self.auth.query_param.is_empty() || self.auth.header.is_empty() {
             return invalid("auth.query_param and auth.header must not be empty".to_owned());

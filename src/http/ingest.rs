@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::rate_limit::RateLimit;
 use super::signature::Signature;
 use super::source::SourcePolicy;
-use crate::pipeline::{DeadLetter, Envelope, RawRequest, Router, decode, normalise};
+use crate::pipeline::{DeadLetter, Envelope, Privacy, RawRequest, Router, decode, normalise};
 use crate::publish::dedup::Dedup;
 use crate::publish::{Publisher, Receipt};
 
@@ -31,6 +31,7 @@ pub struct IngestState {
     pub callers: Arc<SourcePolicy>,
     pub signature: Option<Arc<Signature>>,
     pub rate_limit: Option<Arc<RateLimit>>,
+    pub privacy: Option<Arc<Privacy>>,
     pub source: Arc<str>,
     pub body_limit: usize,
     pub retry_after_seconds: u32,
@@ -174,7 +175,10 @@ pub async fn ingest(
                 received_at,
                 request_id: &webhook.request_id,
             };
-            if let Some(record) = state.router.dead_letter(&letter) {
+            if let Some(mut record) = state.router.dead_letter(&letter) {
+                if let Some(privacy) = &state.privacy {
+                    privacy.scrub_dead_letter(&mut record);
+                }
                 state
                     .publisher
                     .publish(vec![record])
@@ -188,6 +192,10 @@ pub async fn ingest(
             }
             return Err(reason.into());
         }
+    };
+    let decoded = match &state.privacy {
+        Some(privacy) => privacy.apply(decoded),
+        None => decoded,
     };
     let normalised = normalise(&decoded.fields);
     if !normalised.warnings.is_empty() {

@@ -4,11 +4,13 @@
 pub mod decode;
 pub mod envelope;
 pub mod normalise;
+pub mod privacy;
 pub mod route;
 
 pub use decode::{Decoded, Encoding, Original, RawRequest, decode};
 pub use envelope::{ENVELOPE_VERSION, Envelope};
 pub use normalise::{Kind, Normalised, normalise};
+pub use privacy::Privacy;
 pub use route::{DeadLetter, OutboundRecord, Router};
 
 /// Why a request's payload could not become an envelope. Each reason has a stable code that

@@ -8,6 +8,7 @@ mod golden;
 mod helpers;
 mod ingest;
 mod limits;
+mod privacy;
 mod rejections;
 mod scenarios;
 mod spool;
