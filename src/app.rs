@@ -124,10 +124,15 @@ impl Application {
             Some(_) => true,
             None => match check_topics(&settings, &bootstrap_servers, &topics).await {
                 Ok(()) => true,
-                Err(TopicError::Unreachable(reason)) => {
-                    tracing::warn!(reason, "Kafka unreachable at start-up; will keep trying");
-                    false
-                }
+                // librdkafka reports refused credentials only to the client's error callback;
+                // the admin request itself just times out.
+                Err(TopicError::Unreachable(reason)) => match publisher.authentication_failure() {
+                    Some(refused) => return Err(TopicError::Authentication(refused).into()),
+                    None => {
+                        tracing::warn!(reason, "Kafka unreachable at start-up; will keep trying");
+                        false
+                    }
+                },
                 Err(error) => return Err(error.into()),
             },
         };

@@ -103,6 +103,170 @@ pub struct KafkaSettings {
     pub readiness_interval_ms: u64,
     /// Further librdkafka properties (security, tuning); those the bridge owns are refused.
     pub properties: BTreeMap<String, SecretValue>,
+    pub security: KafkaSecurity,
+}
+
+/// How the bridge connects to Kafka: TLS and SASL (PLAIN, SCRAM-SHA-256/512), typed and
+/// checked at start-up rather than passed through as free-form properties.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSecurity {
+    pub protocol: SecurityProtocol,
+    pub sasl_mechanism: SaslMechanism,
+    pub sasl_username: String,
+    /// The password itself (e.g. from TELECMI_BRIDGE_KAFKA__SECURITY__SASL_PASSWORD)...
+    pub sasl_password: Option<SecretValue>,
+    /// ...or a file holding it (a mounted secret); trailing newlines are ignored.
+    pub sasl_password_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the brokers' certificates; the system store if unset.
+    pub ssl_ca_location: Option<PathBuf>,
+    /// Client certificate and key (PEM) for brokers that require mutual TLS.
+    pub ssl_certificate_location: Option<PathBuf>,
+    pub ssl_key_location: Option<PathBuf>,
+    pub ssl_key_password: Option<SecretValue>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    fn as_librdkafka(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+
+    fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[default]
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    fn as_librdkafka(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+impl KafkaSecurity {
+    /// The SASL password, read from its file if it comes from one.
+    fn sasl_password(&self) -> Result<Option<String>, String> {
+        match (&self.sasl_password, &self.sasl_password_file) {
+            (Some(_), Some(_)) => {
+                Err("kafka.security: set sasl_password or sasl_password_file, not both".to_owned())
+            }
+            (Some(password), None) => Ok(Some(password.expose().to_owned())),
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .map(|text| Some(text.trim_end_matches(['\r', '\n']).to_owned()))
+                .map_err(|error| {
+                    format!(
+                        "kafka.security.sasl_password_file: cannot read {}: {error}",
+                        file.display()
+                    )
+                }),
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let password = self.sasl_password()?;
+        if self.protocol.uses_sasl() {
+            if self.sasl_username.is_empty() {
+                return Err(format!(
+                    "kafka.security.sasl_username: required with protocol {}",
+                    self.protocol.as_librdkafka()
+                ));
+            }
+            if password.as_deref().is_none_or(str::is_empty) {
+                return Err(format!(
+                    "kafka.security: protocol {} needs sasl_password or sasl_password_file",
+                    self.protocol.as_librdkafka()
+                ));
+            }
+        }
+        for (key, path) in [
+            ("ssl_ca_location", &self.ssl_ca_location),
+            ("ssl_certificate_location", &self.ssl_certificate_location),
+            ("ssl_key_location", &self.ssl_key_location),
+        ] {
+            if let Some(path) = path {
+                if !self.protocol.uses_tls() {
+                    return Err(format!(
+                        "kafka.security.{key}: set, but protocol {} does not use TLS",
+                        self.protocol.as_librdkafka()
+                    ));
+                }
+                if !path.is_file() {
+                    return Err(format!(
+                        "kafka.security.{key}: {} is not a readable file",
+                        path.display()
+                    ));
+                }
+            }
+        }
+        if self.ssl_certificate_location.is_some() != self.ssl_key_location.is_some() {
+            return Err(
+                "kafka.security: ssl_certificate_location and ssl_key_location go together"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+
+    /// librdkafka properties; validation has already read the password file once.
+    fn apply(&self, config: &mut ClientConfig) {
+        config.set("security.protocol", self.protocol.as_librdkafka());
+        if self.protocol.uses_sasl() {
+            config
+                .set("sasl.mechanism", self.sasl_mechanism.as_librdkafka())
+                .set("sasl.username", &self.sasl_username)
+                .set(
+                    "sasl.password",
+                    self.sasl_password().ok().flatten().unwrap_or_default(),
+                );
+        }
+        let paths = [
+            ("ssl.ca.location", &self.ssl_ca_location),
+            ("ssl.certificate.location", &self.ssl_certificate_location),
+            ("ssl.key.location", &self.ssl_key_location),
+        ];
+        for (property, path) in paths {
+            if let Some(path) = path {
+                config.set(property, path.to_string_lossy());
+            }
+        }
+        if let Some(password) = &self.ssl_key_password {
+            config.set("ssl.key.password", password.expose());
+        }
+    }
 }
 
 impl Default for KafkaSettings {
@@ -119,6 +283,7 @@ impl Default for KafkaSettings {
             metadata_timeout_ms: 3_000,
             readiness_interval_ms: 2_000,
             properties: BTreeMap::new(),
+            security: KafkaSecurity::default(),
         }
     }
 }
@@ -516,7 +681,15 @@ pub enum LogFormat {
 }
 
 /// librdkafka properties the bridge sets itself; overriding them would break its promises.
-const OWNED_PROPERTIES: [&str; 9] = [
+const OWNED_PROPERTIES: [&str; 17] = [
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
     "bootstrap.servers",
     "client.id",
     "acks",
@@ -577,9 +750,14 @@ impl Settings {
             .find(|key| OWNED_PROPERTIES.contains(&key.as_str()))
         {
             return invalid(format!(
-                "kafka.properties.{owned}: set by the bridge itself; use the typed key instead"
+                "kafka.properties.{owned}: set by the bridge itself; use the typed key instead \
+                 (kafka.security for TLS and SASL)"
             ));
         }
+        self.kafka
+            .security
+            .validate()
+            .map_err(ConfigError::Invalid)?;
         let positive = [
             ("delivery.ack_timeout_ms", self.delivery.ack_timeout_ms),
             ("server.request_timeout_ms", self.server.request_timeout_ms),
@@ -743,6 +921,7 @@ pub fn kafka_client_config(
     for (key, value) in &kafka.properties {
         config.set(key, value.expose());
     }
+    kafka.security.apply(&mut config);
     config
         .set("bootstrap.servers", bootstrap)
         .set("client.id", &kafka.client_id)
@@ -916,5 +1095,76 @@ mod tests {
             Some("0"),
             "spooled records must never expire inside librdkafka"
         );
+    }
+
+    #[test]
+    fn kafka_security_is_typed_checked_and_its_secrets_redacted() {
+        Jail::expect_with(|jail| {
+            jail.create_dir("config")?;
+            jail.create_file("config/default.toml", "")?;
+            jail.set_env("TELECMI_BRIDGE_KAFKA__SECURITY__PROTOCOL", "sasl_ssl");
+            let error = Settings::load(&sources()).expect_err("no user").to_string();
+            assert!(error.contains("sasl_username"), "{error}");
+
+            jail.set_env("TELECMI_BRIDGE_KAFKA__SECURITY__SASL_USERNAME", "bridge");
+            let error = Settings::load(&sources())
+                .expect_err("no password")
+                .to_string();
+            assert!(error.contains("sasl_password"), "{error}");
+
+            jail.set_env(
+                "TELECMI_BRIDGE_KAFKA__SECURITY__SASL_PASSWORD",
+                "inline-secret-value",
+            );
+            let settings = Settings::load(&sources()).expect("valid");
+            assert!(!settings.to_redacted_toml().contains("inline-secret-value"));
+
+            jail.create_file("kafka-password", "from-a-file-secret\n")?;
+            jail.set_env(
+                "TELECMI_BRIDGE_KAFKA__SECURITY__SASL_PASSWORD_FILE",
+                "kafka-password",
+            );
+            let error = Settings::load(&sources()).expect_err("both").to_string();
+            assert!(error.contains("not both"), "{error}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_dir("config")?;
+            jail.create_file("config/default.toml", "")?;
+            jail.create_file("kafka-password", "from-a-file-secret\n")?;
+            jail.set_env("TELECMI_BRIDGE_KAFKA__SECURITY__PROTOCOL", "sasl_ssl");
+            jail.set_env("TELECMI_BRIDGE_KAFKA__SECURITY__SASL_USERNAME", "bridge");
+            jail.set_env(
+                "TELECMI_BRIDGE_KAFKA__SECURITY__SASL_PASSWORD_FILE",
+                "kafka-password",
+            );
+            jail.set_env(
+                "TELECMI_BRIDGE_KAFKA__SECURITY__SASL_MECHANISM",
+                "SCRAM-SHA-256",
+            );
+            let settings = Settings::load(&sources()).expect("valid");
+            let config = kafka_client_config(&settings.kafka, "broker:9093", &settings.delivery);
+            assert_eq!(config.get("security.protocol"), Some("sasl_ssl"));
+            assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-256"));
+            assert_eq!(config.get("sasl.username"), Some("bridge"));
+            assert_eq!(config.get("sasl.password"), Some("from-a-file-secret"));
+
+            jail.set_env(
+                "TELECMI_BRIDGE_KAFKA__SECURITY__SSL_CA_LOCATION",
+                "missing-ca.pem",
+            );
+            let error = Settings::load(&sources())
+                .expect_err("no CA file")
+                .to_string();
+            assert!(error.contains("ssl_ca_location"), "{error}");
+
+            jail.set_env(
+                "TELECMI_BRIDGE_KAFKA__PROPERTIES",
+                "{\"sasl.password\"=\"sneaky\"}",
+            );
+            let error = Settings::load(&sources()).expect_err("owned").to_string();
+            assert!(error.contains("kafka.security"), "{error}");
+            Ok(())
+        });
     }
 }

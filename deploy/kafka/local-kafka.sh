@@ -6,7 +6,7 @@
 # downloads.apache.org, GitHub releases or container registries. Only the first run
 # needs the network; the jars are cached under $KAFKA_HOME_CACHE.
 #
-# Usage: local-kafka.sh start|stop|status|reset
+# Usage: local-kafka.sh start|stop|status|reset   (plaintext on $KAFKA_PORT, SASL on $KAFKA_SASL_PORT)
 #        local-kafka.sh topics ARGS...        e.g. topics --list
 #        local-kafka.sh produce TOPIC [ARGS...] (stdin lines, "key:value")
 #        local-kafka.sh consume TOPIC [ARGS...] (from the beginning, with keys and headers)
@@ -20,6 +20,11 @@ LIBS="$KAFKA_HOME_CACHE/libs"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 # Derived from KAFKA_PORT so that two instances on different ports never share a controller port.
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
+# A second listener requiring SASL (SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN) for this user, to test
+# authenticated connections; the plaintext listener stays open for everything else.
+KAFKA_SASL_PORT="${KAFKA_SASL_PORT:-$((KAFKA_PORT + 2))}"
+KAFKA_SASL_USER="${KAFKA_SASL_USER:-bridge}"
+KAFKA_SASL_PASSWORD="${KAFKA_SASL_PASSWORD:-bridge-secret-0123}"
 KAFKA_DATA_DIR="${KAFKA_DATA_DIR:-${TMPDIR:-/tmp}/telecmi-bridge-kafka}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
@@ -35,6 +40,7 @@ STORAGE_CLASS=kafka.tools.StorageTool
 TOPIC_CLASS=org.apache.kafka.tools.TopicCommand
 PRODUCER_CLASS=kafka.tools.ConsoleProducer
 CONSUMER_CLASS=org.apache.kafka.tools.consumer.ConsoleConsumer
+CONFIG_CLASS=kafka.admin.ConfigCommand
 
 log() { printf 'local-kafka: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -76,11 +82,15 @@ write_configs() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$KAFKA_SASL_PASSWORD";
 log.dirs=$KAFKA_DATA_DIR/logs
 num.partitions=1
 auto.create.topics.enable=false
@@ -136,7 +146,7 @@ wait_ready() {
       return 1
     fi
     if answering; then
-      log "broker ready on $BOOTSTRAP (pid $pid) after $((SECONDS - t0))s"
+      log "broker ready on $BOOTSTRAP (SASL on 127.0.0.1:$KAFKA_SASL_PORT) (pid $pid) after $((SECONDS - t0))s"
       return 0
     fi
     sleep 1
@@ -157,15 +167,18 @@ cmd_start() {
   fi
   fetch_jars
   local p
-  for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+  for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_PORT"; do
     # Otherwise the readiness probe could be answered by someone else's broker.
-    port_busy "$p" && die "127.0.0.1:$p is already in use; set KAFKA_PORT / KAFKA_CONTROLLER_PORT"
+    port_busy "$p" && die "127.0.0.1:$p is already in use; set KAFKA_PORT / KAFKA_CONTROLLER_PORT / KAFKA_SASL_PORT"
   done
   write_configs
   if [[ ! -f "$KAFKA_DATA_DIR/logs/meta.properties" ]]; then
     local cluster_id
     cluster_id="$(run_tool "$STORAGE_CLASS" random-uuid)"
-    run_tool "$STORAGE_CLASS" format -t "$cluster_id" -c "$KAFKA_DATA_DIR/server.properties" >/dev/null \
+    # The SCRAM credentials are part of the cluster's initial metadata.
+    run_tool "$STORAGE_CLASS" format -t "$cluster_id" -c "$KAFKA_DATA_DIR/server.properties" \
+      --add-scram "SCRAM-SHA-256=[name=$KAFKA_SASL_USER,password=$KAFKA_SASL_PASSWORD]" \
+      --add-scram "SCRAM-SHA-512=[name=$KAFKA_SASL_USER,password=$KAFKA_SASL_PASSWORD]" >/dev/null \
       || die "formatting $KAFKA_DATA_DIR/logs failed"
     log "formatted $KAFKA_DATA_DIR/logs (cluster id $cluster_id)"
   fi

@@ -1,11 +1,12 @@
 //! The Kafka publisher: an idempotent `acks=all` producer whose delivery reports answer the
 //! HTTP requests waiting on them.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -15,8 +16,33 @@ use super::{PublishError, PublishFuture, Publisher, Receipt};
 use crate::config::TopicName;
 use crate::pipeline::OutboundRecord;
 
-/// Routes librdkafka's logs and client-level errors into tracing and metrics.
-pub struct BridgeContext;
+/// Routes librdkafka's logs and client-level errors into tracing and metrics, and remembers
+/// an authentication failure: librdkafka reports it only here, while the request that met it
+/// merely times out.
+#[derive(Default)]
+pub struct BridgeContext {
+    authentication_failure: AuthenticationFailure,
+}
+
+/// The last authentication failure a client reported, shared with its owner.
+#[derive(Debug, Clone, Default)]
+struct AuthenticationFailure(Arc<Mutex<Option<String>>>);
+
+impl AuthenticationFailure {
+    fn get(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn set(&self, reason: &str) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(reason.to_owned());
+    }
+}
 
 impl ClientContext for BridgeContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
@@ -35,6 +61,12 @@ impl ClientContext for BridgeContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         metrics::counter!("telecmi_bridge_kafka_errors_total", "kind" => "client").increment(1);
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+        ) {
+            self.authentication_failure.set(reason);
+        }
         tracing::warn!(target: "librdkafka", %error, reason, "Kafka client error");
     }
 }
@@ -42,14 +74,18 @@ impl ClientContext for BridgeContext {
 #[derive(Clone)]
 pub struct KafkaPublisher {
     producer: FutureProducer<BridgeContext>,
+    authentication_failure: AuthenticationFailure,
     ack_timeout: Duration,
 }
 
 impl KafkaPublisher {
     pub fn new(config: &ClientConfig, ack_timeout: Duration) -> Result<Self, KafkaError> {
-        let producer = config.create_with_context(BridgeContext)?;
+        let context = BridgeContext::default();
+        let authentication_failure = context.authentication_failure.clone();
+        let producer = config.create_with_context(context)?;
         Ok(Self {
             producer,
+            authentication_failure,
             ack_timeout,
         })
     }
@@ -61,7 +97,10 @@ impl KafkaPublisher {
             .producer
             .client()
             .fetch_metadata(None, timeout)
-            .map_err(|error| format!("Kafka metadata unavailable: {error}"))?;
+            .map_err(|error| match self.authentication_failure.get() {
+                Some(reason) => format!("Kafka refused the bridge's credentials: {reason}"),
+                None => format!("Kafka metadata unavailable: {error}"),
+            })?;
         if metadata.brokers().is_empty() {
             return Err("Kafka metadata lists no brokers".to_owned());
         }
@@ -75,6 +114,11 @@ impl KafkaPublisher {
 
     pub fn in_flight(&self) -> i32 {
         self.producer.in_flight_count()
+    }
+
+    /// Why the brokers last refused this client's credentials, if they did.
+    pub fn authentication_failure(&self) -> Option<String> {
+        self.authentication_failure.get()
     }
 
     pub(crate) fn producer(&self) -> &FutureProducer<BridgeContext> {
@@ -192,6 +236,20 @@ pub enum TopicError {
     Missing(String),
     #[error("could not create topic {topic}: {reason}")]
     CreateFailed { topic: String, reason: String },
+    #[error(
+        "Kafka refused the bridge's credentials ({0}); check kafka.security (mechanism, user \
+         name, password)"
+    )]
+    Authentication(String),
+}
+
+/// An error reaching the cluster: fatal if the brokers refused our credentials (retrying
+/// cannot fix configuration), otherwise "unreachable", which the readiness probe retries.
+fn reaching_error(context: &BridgeContext, error: &KafkaError) -> TopicError {
+    match context.authentication_failure.get() {
+        Some(reason) => TopicError::Authentication(reason),
+        None => TopicError::Unreachable(error.to_string()),
+    }
 }
 
 /// Creates missing topics (`kafka.create_topics = true`) or checks that they all exist.
@@ -203,8 +261,8 @@ pub async fn ensure_topics(
     replication: i32,
     timeout: Duration,
 ) -> Result<(), TopicError> {
-    let admin: AdminClient<DefaultClientContext> = config
-        .create()
+    let admin: AdminClient<BridgeContext> = config
+        .create_with_context(BridgeContext::default())
         .map_err(|error| TopicError::Unreachable(error.to_string()))?;
     if create {
         let new_topics: Vec<NewTopic<'_>> = topics
@@ -223,7 +281,7 @@ pub async fn ensure_topics(
         let results = admin
             .create_topics(&new_topics, &options)
             .await
-            .map_err(|error| TopicError::Unreachable(error.to_string()))?;
+            .map_err(|error| reaching_error(admin.inner().context(), &error))?;
         for result in results {
             match result {
                 Ok(topic) => tracing::info!(topic, partitions, replication, "created topic"),
@@ -238,25 +296,22 @@ pub async fn ensure_topics(
         }
         return Ok(());
     }
-    let metadata = tokio::task::spawn_blocking({
-        let admin_client = admin;
-        move || {
-            admin_client
-                .inner()
-                .fetch_metadata(None, timeout)
-                .map(|metadata| {
-                    metadata
-                        .topics()
-                        .iter()
-                        .filter(|topic| topic.error().is_none())
-                        .map(|topic| topic.name().to_owned())
-                        .collect::<Vec<_>>()
-                })
-        }
+    let metadata = tokio::task::spawn_blocking(move || {
+        admin
+            .inner()
+            .fetch_metadata(None, timeout)
+            .map(|metadata| {
+                metadata
+                    .topics()
+                    .iter()
+                    .filter(|topic| topic.error().is_none())
+                    .map(|topic| topic.name().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .map_err(|error| reaching_error(admin.inner().context(), &error))
     })
     .await
-    .map_err(|error| TopicError::Unreachable(error.to_string()))?
-    .map_err(|error| TopicError::Unreachable(error.to_string()))?;
+    .map_err(|error| TopicError::Unreachable(error.to_string()))??;
     let missing: Vec<&str> = topics
         .iter()
         .map(TopicName::as_str)
