@@ -14,6 +14,7 @@ use crate::config::{Bootstrap, DeliveryMode, Settings, TopicName, kafka_client_c
 use crate::http::rate_limit::RateLimit;
 use crate::http::signature::Signature;
 use crate::http::source::SourcePolicy;
+use crate::http::tls::{CertificateStore, TlsError};
 use crate::http::{self, IngestState, Readiness, auth::Auth};
 use crate::pipeline::{Privacy, Router};
 use crate::publish::dedup::Dedup;
@@ -42,6 +43,8 @@ pub enum StartError {
     Topics(#[from] TopicError),
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -50,6 +53,8 @@ pub struct Application {
     settings: Settings,
     listener: TcpListener,
     admin_listener: TcpListener,
+    /// The webhook listener's certificate, when it terminates TLS itself.
+    tls: Option<Arc<CertificateStore>>,
     /// The `kafka`-mode publisher; in `spool` mode only the readiness probe uses it.
     publisher: KafkaPublisher,
     spool: Option<Spool>,
@@ -137,6 +142,12 @@ impl Application {
             },
         };
 
+        let tls = settings
+            .server
+            .tls
+            .as_ref()
+            .map(CertificateStore::open)
+            .transpose()?;
         let bind = |address: SocketAddr| async move {
             TcpListener::bind(address)
                 .await
@@ -159,6 +170,7 @@ impl Application {
             readiness: Readiness::new(spool_status),
             listener,
             admin_listener,
+            tls,
             publisher,
             spool,
             bootstrap_servers,
@@ -277,20 +289,30 @@ impl Application {
         tracing::info!(
             listen = %self.local_addr(),
             admin_listen = %self.admin_addr(),
+            tls = self.tls.is_some(),
             delivery_mode = ?settings.delivery.mode,
             "telecmi-bridge serving"
         );
         let header_read_timeout = Duration::from_millis(settings.server.header_read_timeout_ms);
-        let serve = |listener: TcpListener, router: axum::Router| {
+        let serve = |listener: TcpListener, router: axum::Router, tls| {
             tokio::spawn(http::server::serve(
                 listener,
                 router,
                 header_read_timeout,
+                tls,
                 stop.clone(),
             ))
         };
-        let public_server = serve(self.listener, public);
-        let admin_server = serve(self.admin_listener, admin);
+        let acceptor = self
+            .tls
+            .as_ref()
+            .map(CertificateStore::acceptor)
+            .transpose()?;
+        let reloading = self
+            .tls
+            .map(|store| tokio::spawn(store.watch(stop.clone())));
+        let public_server = serve(self.listener, public, acceptor);
+        let admin_server = serve(self.admin_listener, admin, None);
 
         shutdown.await;
         let deadline = Instant::now() + Duration::from_millis(settings.server.shutdown_timeout_ms);
@@ -323,7 +345,7 @@ impl Application {
                 );
             }
         }
-        for task in [monitor, forgetting].into_iter().flatten() {
+        for task in [monitor, forgetting, reloading].into_iter().flatten() {
             task.abort();
         }
         let remaining = deadline.saturating_duration_since(Instant::now());

@@ -70,6 +70,27 @@ pub struct ServerSettings {
     pub rate_limit_per_second: u32,
     /// Webhooks a caller may send at once before the rate applies.
     pub rate_limit_burst: u32,
+    /// TLS on the webhook listener, for deployments without a terminating proxy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTls>,
+}
+
+/// PEM files of the webhook listener's certificate chain and private key. They are read again
+/// when they change, so a renewed certificate (cert-manager, certbot) needs no restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    pub certificate_path: PathBuf,
+    pub private_key_path: PathBuf,
+    /// How often the files are checked for a change; 0 reads them only at start-up.
+    #[serde(default = "ServerTls::default_reload_interval_seconds")]
+    pub reload_interval_seconds: u64,
+}
+
+impl ServerTls {
+    fn default_reload_interval_seconds() -> u64 {
+        60
+    }
 }
 
 impl Default for ServerSettings {
@@ -84,6 +105,7 @@ impl Default for ServerSettings {
             max_in_flight_requests: 1_024,
             rate_limit_per_second: 0,
             rate_limit_burst: 100,
+            tls: None,
         }
     }
 }

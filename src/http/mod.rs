@@ -8,6 +8,7 @@ pub mod rate_limit;
 pub mod server;
 pub mod signature;
 pub mod source;
+pub mod tls;
 
 use std::time::Duration;
 

@@ -139,9 +139,10 @@ impl TestApp {
         }
     }
 
+    /// Asks the admin listener, which stays plain HTTP when the webhook listener serves TLS.
     pub async fn wait_until_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
-        while self.ready_status(false).await != 200 {
+        while self.ready_status(true).await != 200 {
             assert!(Instant::now() < deadline, "the bridge did not become ready");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

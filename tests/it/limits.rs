@@ -20,15 +20,7 @@ async fn a_client_too_slow_with_its_headers_is_cut_off() {
     slow.write_all(b"POST /webhooks/telecmi HTTP/1.1\r\nHost: bridge\r\n")
         .await
         .expect("partial headers");
-    let started = Instant::now();
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer)).await;
-    assert!(read.is_ok(), "the connection was still open after 5 s");
-    let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(400),
-        "cut off after {waited:?}, before the deadline"
-    );
+    let answer = closed_by_the_bridge(&mut slow, Duration::from_millis(400)).await;
     assert!(
         !String::from_utf8_lossy(&answer).contains("200 OK"),
         "a request without its headers was served"
@@ -38,6 +30,22 @@ async fn a_client_too_slow_with_its_headers_is_cut_off() {
             .await,
     )
     .await;
+}
+
+/// Waits (up to 5 s) for the bridge to close `connection`, no sooner than `not_before`;
+/// returns what it sent first.
+pub async fn closed_by_the_bridge(connection: &mut TcpStream, not_before: Duration) -> Vec<u8> {
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let read =
+        tokio::time::timeout(Duration::from_secs(5), connection.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection was still open after 5 s");
+    let waited = started.elapsed();
+    assert!(
+        waited >= not_before,
+        "cut off after {waited:?}, before the deadline"
+    );
+    answer
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

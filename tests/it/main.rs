@@ -9,6 +9,12 @@ mod helpers;
 mod ingest;
 mod limits;
 mod privacy;
+// The bridge as a process, shared with the fault suite, which uses the parts this one does not.
+#[allow(dead_code)]
+#[path = "../kafka_faults/process.rs"]
+mod process;
+mod redaction;
 mod rejections;
 mod scenarios;
 mod spool;
+mod tls;

@@ -38,13 +38,20 @@ pub struct Bridge {
     pub admin_address: SocketAddr,
     config_file: PathBuf,
     log_file: PathBuf,
+    /// Variables set for the process, e.g. secrets that must not be written to a file.
+    env: Vec<(String, String)>,
     child: Option<Child>,
     http: reqwest::Client,
 }
 
 impl Bridge {
     /// Writes `settings` (listeners replaced by free ports) into `dir` and starts the bridge.
-    pub async fn start(mut settings: Settings, dir: &Path) -> Self {
+    pub async fn start(settings: Settings, dir: &Path) -> Self {
+        Self::start_with_env(settings, dir, &[]).await
+    }
+
+    /// As `start`, with environment variables on top of the written settings.
+    pub async fn start_with_env(mut settings: Settings, dir: &Path, env: &[(&str, &str)]) -> Self {
         settings.server.listen = free_port();
         settings.server.admin_listen = free_port();
         let config_file = dir.join("bridge.toml");
@@ -54,6 +61,10 @@ impl Bridge {
             admin_address: settings.server.admin_listen,
             config_file,
             log_file: dir.join("bridge.log"),
+            env: env
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                .collect(),
             child: None,
             http: reqwest::Client::new(),
         };
@@ -83,6 +94,7 @@ impl Bridge {
             .arg("--config")
             .arg(&self.config_file)
             .env_remove("TELECMI_BRIDGE_PROFILE")
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
