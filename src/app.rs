@@ -129,10 +129,10 @@ impl Application {
             Some(_) => true,
             None => match check_topics(&settings, &bootstrap_servers, &topics).await {
                 Ok(()) => true,
-                // librdkafka reports refused credentials only to the client's error callback;
-                // the admin request itself just times out.
-                Err(TopicError::Unreachable(reason)) => match publisher.authentication_failure() {
-                    Some(refused) => return Err(TopicError::Authentication(refused).into()),
+                // librdkafka reports refused credentials and failed TLS handshakes only to the
+                // client's error callback; the admin request itself just times out.
+                Err(TopicError::Unreachable(reason)) => match publisher.refusal() {
+                    Some(refused) => return Err(TopicError::from(refused).into()),
                     None => {
                         tracing::warn!(reason, "Kafka unreachable at start-up; will keep trying");
                         false

@@ -6,7 +6,8 @@
 # downloads.apache.org, GitHub releases or container registries. Only the first run
 # needs the network; the jars are cached under $KAFKA_HOME_CACHE.
 #
-# Usage: local-kafka.sh start|stop|status|reset   (plaintext on $KAFKA_PORT, SASL on $KAFKA_SASL_PORT)
+# Usage: local-kafka.sh start|stop|status|reset   (plaintext on $KAFKA_PORT, SASL on $KAFKA_SASL_PORT,
+#                                                  SASL over TLS on $KAFKA_SSL_PORT)
 #        local-kafka.sh topics ARGS...        e.g. topics --list
 #        local-kafka.sh produce TOPIC [ARGS...] (stdin lines, "key:value")
 #        local-kafka.sh consume TOPIC [ARGS...] (from the beginning, with keys and headers)
@@ -25,6 +26,8 @@ KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
 KAFKA_SASL_PORT="${KAFKA_SASL_PORT:-$((KAFKA_PORT + 2))}"
 KAFKA_SASL_USER="${KAFKA_SASL_USER:-bridge}"
 KAFKA_SASL_PASSWORD="${KAFKA_SASL_PASSWORD:-bridge-secret-0123}"
+# The same SASL user over TLS, to test encrypted connections and certificate verification.
+KAFKA_SSL_PORT="${KAFKA_SSL_PORT:-$((KAFKA_PORT + 3))}"
 KAFKA_DATA_DIR="${KAFKA_DATA_DIR:-${TMPDIR:-/tmp}/telecmi-bridge-kafka}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
@@ -34,13 +37,16 @@ PID_FILE="$KAFKA_DATA_DIR/broker.pid"
 LOG_FILE="$KAFKA_DATA_DIR/broker.log"
 # reset only wipes directories carrying this marker, so a mistyped KAFKA_DATA_DIR cannot rm -rf $HOME.
 MARKER="$KAFKA_DATA_DIR/.telecmi-local-kafka"
+# A CA made for this data dir and the broker certificate it signed; clients trust $TLS_DIR/ca.pem.
+TLS_DIR="$KAFKA_DATA_DIR/tls"
+# Guards throwaway local key material only, and must be readable by the broker's config anyway.
+TLS_STOREPASS=local-kafka-tls
 
 BROKER_CLASS=kafka.Kafka
 STORAGE_CLASS=kafka.tools.StorageTool
 TOPIC_CLASS=org.apache.kafka.tools.TopicCommand
 PRODUCER_CLASS=kafka.tools.ConsoleProducer
 CONSUMER_CLASS=org.apache.kafka.tools.consumer.ConsoleConsumer
-CONFIG_CLASS=kafka.admin.ConfigCommand
 
 log() { printf 'local-kafka: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -82,15 +88,22 @@ write_configs() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SSL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SSL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
 sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN
 listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$KAFKA_SASL_PASSWORD";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$KAFKA_SASL_PASSWORD";
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$TLS_DIR/broker.p12
+listener.name.sasl_ssl.ssl.keystore.password=$TLS_STOREPASS
+listener.name.sasl_ssl.ssl.key.password=$TLS_STOREPASS
 log.dirs=$KAFKA_DATA_DIR/logs
 num.partitions=1
 auto.create.topics.enable=false
@@ -115,6 +128,41 @@ log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n
 EOF
   # Short timeouts: the readiness probe must fail fast instead of the admin client's 60 s default.
   printf 'request.timeout.ms=4000\ndefault.api.timeout.ms=5000\n' >"$KAFKA_DATA_DIR/probe.properties"
+}
+
+# Made on start rather than at format so data dirs formatted before the TLS listener existed get
+# it too, and kept so clients can keep trusting ca.pem across restarts. keytool (part of every
+# JDK) instead of openssl, which a minimal machine may lack. Built in a partial dir that is only
+# promoted once complete, so an interrupted run starts over.
+ensure_tls() {
+  [[ -f "$TLS_DIR/broker.p12" && -f "$TLS_DIR/ca.pem" ]] && return 0
+  command -v keytool >/dev/null || die "keytool not found: it ships with the JDK (e.g. apt-get install openjdk-17-jdk-headless)"
+  local tmp="$TLS_DIR.partial" days=3650
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  local kt=(keytool -noprompt -storetype PKCS12 -storepass "$TLS_STOREPASS")
+  # librdkafka checks the broker's name (ssl.endpoint.identification.algorithm=https), hence
+  # the SAN for both ways clients address this broker. The whole chain is imported as the
+  # reply, so the broker presents the CA too and the keystore needs no separate trusted entry.
+  if ! {
+    "${kt[@]}" -genkeypair -alias ca -keyalg RSA -keysize 2048 -validity "$days" \
+      -dname "CN=telecmi-bridge local-kafka CA" -ext bc:c -ext KU=keyCertSign,cRLSign \
+      -keystore "$tmp/ca.p12" &&
+      "${kt[@]}" -exportcert -rfc -alias ca -keystore "$tmp/ca.p12" -file "$tmp/ca.pem" &&
+      "${kt[@]}" -genkeypair -alias broker -keyalg RSA -keysize 2048 -validity "$days" \
+        -dname "CN=localhost" -keystore "$tmp/broker.p12" &&
+      "${kt[@]}" -certreq -alias broker -keystore "$tmp/broker.p12" -file "$tmp/broker.csr" &&
+      "${kt[@]}" -gencert -alias ca -keystore "$tmp/ca.p12" -infile "$tmp/broker.csr" \
+        -outfile "$tmp/broker.pem" -rfc -validity "$days" -ext SAN=IP:127.0.0.1,DNS:localhost \
+        -ext KU=digitalSignature,keyEncipherment -ext EKU=serverAuth &&
+      cat "$tmp/broker.pem" "$tmp/ca.pem" >"$tmp/chain.pem" &&
+      "${kt[@]}" -importcert -alias broker -keystore "$tmp/broker.p12" -file "$tmp/chain.pem"
+  } >"$tmp/keytool.log" 2>&1; then
+    cat "$tmp/keytool.log" >&2
+    die "generating the TLS keystore in $tmp failed (keytool output above)"
+  fi
+  rm -f "$tmp/broker.csr" "$tmp/chain.pem" "$tmp/keytool.log"
+  rm -rf "$TLS_DIR" && mv "$tmp" "$TLS_DIR"
+  log "generated a CA and broker certificate in $TLS_DIR (clients trust $TLS_DIR/ca.pem)"
 }
 
 # Pid from the pid file, only if that process is still our broker (pids get reused).
@@ -146,7 +194,7 @@ wait_ready() {
       return 1
     fi
     if answering; then
-      log "broker ready on $BOOTSTRAP (SASL on 127.0.0.1:$KAFKA_SASL_PORT) (pid $pid) after $((SECONDS - t0))s"
+      log "broker ready on $BOOTSTRAP (SASL on 127.0.0.1:$KAFKA_SASL_PORT, SASL_SSL on 127.0.0.1:$KAFKA_SSL_PORT with CA $TLS_DIR/ca.pem) (pid $pid) after $((SECONDS - t0))s"
       return 0
     fi
     sleep 1
@@ -167,11 +215,12 @@ cmd_start() {
   fi
   fetch_jars
   local p
-  for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_PORT"; do
+  for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_PORT" "$KAFKA_SSL_PORT"; do
     # Otherwise the readiness probe could be answered by someone else's broker.
-    port_busy "$p" && die "127.0.0.1:$p is already in use; set KAFKA_PORT / KAFKA_CONTROLLER_PORT / KAFKA_SASL_PORT"
+    port_busy "$p" && die "127.0.0.1:$p is already in use; set KAFKA_PORT / KAFKA_CONTROLLER_PORT / KAFKA_SASL_PORT / KAFKA_SSL_PORT"
   done
   write_configs
+  ensure_tls
   if [[ ! -f "$KAFKA_DATA_DIR/logs/meta.properties" ]]; then
     local cluster_id
     cluster_id="$(run_tool "$STORAGE_CLASS" random-uuid)"

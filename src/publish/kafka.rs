@@ -17,30 +17,54 @@ use crate::config::TopicName;
 use crate::pipeline::OutboundRecord;
 
 /// Routes librdkafka's logs and client-level errors into tracing and metrics, and remembers
-/// an authentication failure: librdkafka reports it only here, while the request that met it
-/// merely times out.
+/// a refusal (credentials or TLS): librdkafka reports it only here, while the request that met
+/// it merely times out.
 #[derive(Default)]
 pub struct BridgeContext {
-    authentication_failure: AuthenticationFailure,
+    refusal: LastRefusal,
 }
 
-/// The last authentication failure a client reported, shared with its owner.
-#[derive(Debug, Clone, Default)]
-struct AuthenticationFailure(Arc<Mutex<Option<String>>>);
+/// Why the brokers would not talk to this client: configuration, which retrying cannot fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// SASL authentication failed.
+    Credentials(String),
+    /// The TLS handshake failed: an untrusted broker certificate, a client certificate the
+    /// broker refused, or TLS spoken to a plaintext listener and the reverse.
+    Tls(String),
+}
 
-impl AuthenticationFailure {
-    fn get(&self) -> Option<String> {
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Credentials(reason) => {
+                write!(
+                    formatter,
+                    "Kafka refused the bridge's credentials: {reason}"
+                )
+            }
+            Self::Tls(reason) => write!(formatter, "TLS with Kafka failed: {reason}"),
+        }
+    }
+}
+
+/// The last refusal a client reported, shared with its owner.
+#[derive(Debug, Clone, Default)]
+struct LastRefusal(Arc<Mutex<Option<Refusal>>>);
+
+impl LastRefusal {
+    fn get(&self) -> Option<Refusal> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
     }
 
-    fn set(&self, reason: &str) {
+    fn set(&self, refusal: Refusal) {
         *self
             .0
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(reason.to_owned());
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(refusal);
     }
 }
 
@@ -61,11 +85,12 @@ impl ClientContext for BridgeContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         metrics::counter!("telecmi_bridge_kafka_errors_total", "kind" => "client").increment(1);
-        if matches!(
-            error.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
-        ) {
-            self.authentication_failure.set(reason);
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
+                self.refusal.set(Refusal::Credentials(reason.to_owned()));
+            }
+            Some(RDKafkaErrorCode::SSL) => self.refusal.set(Refusal::Tls(reason.to_owned())),
+            _ => {}
         }
         tracing::warn!(target: "librdkafka", %error, reason, "Kafka client error");
     }
@@ -74,18 +99,18 @@ impl ClientContext for BridgeContext {
 #[derive(Clone)]
 pub struct KafkaPublisher {
     producer: FutureProducer<BridgeContext>,
-    authentication_failure: AuthenticationFailure,
+    refusal: LastRefusal,
     ack_timeout: Duration,
 }
 
 impl KafkaPublisher {
     pub fn new(config: &ClientConfig, ack_timeout: Duration) -> Result<Self, KafkaError> {
         let context = BridgeContext::default();
-        let authentication_failure = context.authentication_failure.clone();
+        let refusal = context.refusal.clone();
         let producer = config.create_with_context(context)?;
         Ok(Self {
             producer,
-            authentication_failure,
+            refusal,
             ack_timeout,
         })
     }
@@ -97,8 +122,8 @@ impl KafkaPublisher {
             .producer
             .client()
             .fetch_metadata(None, timeout)
-            .map_err(|error| match self.authentication_failure.get() {
-                Some(reason) => format!("Kafka refused the bridge's credentials: {reason}"),
+            .map_err(|error| match self.refusal.get() {
+                Some(refusal) => refusal.to_string(),
                 None => format!("Kafka metadata unavailable: {error}"),
             })?;
         if metadata.brokers().is_empty() {
@@ -116,9 +141,9 @@ impl KafkaPublisher {
         self.producer.in_flight_count()
     }
 
-    /// Why the brokers last refused this client's credentials, if they did.
-    pub fn authentication_failure(&self) -> Option<String> {
-        self.authentication_failure.get()
+    /// Why the brokers last refused this client, if they did.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.refusal.get()
     }
 
     pub(crate) fn producer(&self) -> &FutureProducer<BridgeContext> {
@@ -241,13 +266,26 @@ pub enum TopicError {
          name, password)"
     )]
     Authentication(String),
+    #[error(
+        "TLS with Kafka failed ({0}); check kafka.security (protocol, ssl_ca_location, client          certificate)"
+    )]
+    Tls(String),
 }
 
-/// An error reaching the cluster: fatal if the brokers refused our credentials (retrying
-/// cannot fix configuration), otherwise "unreachable", which the readiness probe retries.
+impl From<Refusal> for TopicError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Credentials(reason) => Self::Authentication(reason),
+            Refusal::Tls(reason) => Self::Tls(reason),
+        }
+    }
+}
+
+/// An error reaching the cluster: fatal if the brokers refused us (retrying cannot fix
+/// configuration), otherwise "unreachable", which the readiness probe retries.
 fn reaching_error(context: &BridgeContext, error: &KafkaError) -> TopicError {
-    match context.authentication_failure.get() {
-        Some(reason) => TopicError::Authentication(reason),
+    match context.refusal.get() {
+        Some(refusal) => refusal.into(),
         None => TopicError::Unreachable(error.to_string()),
     }
 }

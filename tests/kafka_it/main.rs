@@ -3,6 +3,7 @@
 
 mod broker;
 mod sasl;
+mod tls;
 // Shared with the mock-cluster suite, which uses the parts this binary does not.
 #[allow(dead_code)]
 #[path = "../it/fixtures.rs"]
