@@ -230,10 +230,11 @@ async fn sigterm_under_load_drains_and_flushes_in_kafka_mode() {
 }
 
 /// A bridge process on its own topics and spool; the directory lives as long as it does.
+/// Fields drop in order: the bridge first, so that a failing test can still show its log.
 struct Running {
-    _dir: tempfile::TempDir,
-    topics: Vec<TopicName>,
     bridge: Bridge,
+    topics: Vec<TopicName>,
+    _dir: tempfile::TempDir,
 }
 
 async fn start(mode: DeliveryMode, configure: impl FnOnce(&mut Settings)) -> Running {
@@ -243,9 +244,9 @@ async fn start(mode: DeliveryMode, configure: impl FnOnce(&mut Settings)) -> Run
     let topics = settings.routing.all_topics();
     let bridge = Bridge::start(settings, dir.path()).await;
     Running {
-        _dir: dir,
-        topics,
         bridge,
+        topics,
+        _dir: dir,
     }
 }
 
