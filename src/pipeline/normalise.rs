@@ -283,19 +283,20 @@ fn event_id(
     event_time: Option<OffsetDateTime>,
     fields: &Map<String, Value>,
 ) -> Uuid {
+    // Serialised straight from tuples (a JSON array each), not through a `Value` tree.
     let name = match call_leg_id {
         Some(cmiuuid) => {
             let millis = event_time
                 .map(|time| (time.unix_timestamp_nanos() / 1_000_000).to_string())
                 .unwrap_or_default();
-            serde_json::json!([
+            serde_json::to_vec(&(
                 "v1",
                 kind.as_str(),
                 status.unwrap_or_default(),
                 cmiuuid,
                 leg.unwrap_or_default(),
-                millis
-            ])
+                millis,
+            ))
         }
         None => {
             let mut pairs: Vec<(&str, String)> = fields
@@ -303,10 +304,11 @@ fn event_id(
                 .map(|(key, value)| (key.as_str(), text_of(value)))
                 .collect();
             pairs.sort_unstable();
-            serde_json::json!(["v1-fields", pairs])
+            serde_json::to_vec(&("v1-fields", pairs))
         }
     };
-    Uuid::new_v5(&EVENT_ID_NAMESPACE, name.to_string().as_bytes())
+    // Strings and tuples always serialise; the empty name is unreachable.
+    Uuid::new_v5(&EVENT_ID_NAMESPACE, &name.unwrap_or_default())
 }
 
 /// A value as text, the same whether it arrived as a JSON number, a JSON string or form text.
