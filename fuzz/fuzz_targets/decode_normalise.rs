@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use telecmi_bridge::pipeline::{Encoding, Envelope, Original, RawRequest, decode, normalise};
+use telecmi_bridge::pipeline::{Encoding, Original, RawRequest, decode, to_envelope};
 use time::OffsetDateTime;
 
 const CONTENT_TYPES: [Option<&str>; 6] = [
@@ -33,18 +33,13 @@ fuzz_target!(|input: &[u8]| {
     let Ok(decoded) = decode(&request) else {
         return;
     };
-    let normalised = normalise(&decoded.fields);
-    let bytes = Envelope::new(
-        "urn:fuzz",
-        &decoded,
-        &normalised,
-        OffsetDateTime::UNIX_EPOCH,
-    )
-    .to_bytes()
-    .expect("an accepted payload always makes an envelope");
+    let verbatim_json =
+        decoded.encoding == Encoding::Json && matches!(decoded.original, Original::Json(_));
+    let (normalised, bytes) = to_envelope("urn:fuzz", decoded, OffsetDateTime::UNIX_EPOCH)
+        .expect("an accepted payload always makes an envelope");
     let envelope: serde_json::Value = serde_json::from_slice(&bytes).expect("the envelope is JSON");
     assert_eq!(envelope["id"], normalised.id.to_string());
-    if decoded.encoding == Encoding::Json && matches!(decoded.original, Original::Json(_)) {
+    if verbatim_json {
         let body = std::str::from_utf8(body)
             .expect("accepted JSON is UTF-8")
             .trim();

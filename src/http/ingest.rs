@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::rate_limit::RateLimit;
 use super::signature::Signature;
 use super::source::SourcePolicy;
-use crate::pipeline::{DeadLetter, Envelope, Privacy, RawRequest, Router, decode, normalise};
+use crate::pipeline::{DeadLetter, Privacy, RawRequest, Router, decode, to_envelope};
 use crate::publish::dedup::Dedup;
 use crate::publish::{Publisher, Receipt};
 
@@ -197,13 +197,11 @@ pub async fn ingest(
         Some(privacy) => privacy.apply(decoded),
         None => decoded,
     };
-    let normalised = normalise(&decoded.fields);
+    let (normalised, envelope) = to_envelope(&state.source, decoded, received_at)
+        .map_err(|error| ApiError::Internal(format!("envelope serialisation: {error}")))?;
     if !normalised.warnings.is_empty() {
         tracing::debug!(warnings = ?normalised.warnings, "payload normalised with warnings");
     }
-    let envelope = Envelope::new(&state.source, &decoded, &normalised, received_at)
-        .to_bytes()
-        .map_err(|error| ApiError::Internal(format!("envelope serialisation: {error}")))?;
     let records = state.router.route(&normalised, Bytes::from(envelope));
     let topic = records
         .first()

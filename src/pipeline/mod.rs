@@ -13,6 +13,26 @@ pub use normalise::{Kind, Normalised, normalise};
 pub use privacy::Privacy;
 pub use route::{DeadLetter, OutboundRecord, Router};
 
+use time::OffsetDateTime;
+
+/// Normalise and envelope a decoded payload: its fields move into the normalised view, and the
+/// envelope is serialised once, as published.
+pub fn to_envelope(
+    source: &str,
+    decoded: Decoded,
+    received_at: OffsetDateTime,
+) -> serde_json::Result<(Normalised, Vec<u8>)> {
+    let Decoded {
+        encoding,
+        fields,
+        original,
+    } = decoded;
+    let normalised = normalise(fields);
+    let envelope =
+        Envelope::new(source, encoding, &original, &normalised, received_at).to_bytes()?;
+    Ok((normalised, envelope))
+}
+
 /// Why a request's payload could not become an envelope. Each reason has a stable code that
 /// is part of the HTTP contract.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

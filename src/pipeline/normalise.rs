@@ -81,6 +81,9 @@ fn rule_for(key: &str) -> Option<Rule> {
 }
 
 /// Other spellings of documented keys: `appid` in CDRs, `cmiuid` in older payloads.
+const ALIASES: [&str; 2] = ["appid", "cmiuid"];
+
+/// The documented key an alias stands for; any other key is its own.
 fn canonical_key(key: &str) -> &str {
     match key {
         "appid" => "app_id",
@@ -103,58 +106,78 @@ const CDR_MARKERS: [&str; 10] = [
     "duration",
 ];
 
-pub fn normalise(fields: &Map<String, Value>) -> Normalised {
+/// Takes the fields by value: what keeps its type moves into the normalised view uncopied.
+pub fn normalise(fields: Map<String, Value>) -> Normalised {
     let mut warnings = Vec::new();
+    // Judged on the fields as sent, before they move: CDR markers include alias spellings,
+    // and the event id falls back to every field's text as it arrived.
+    let has_cdr_marker = CDR_MARKERS
+        .iter()
+        .any(|marker| fields.contains_key(*marker));
+    // An alias sent next to its canonical key is dropped; `Some(true)` when their texts differ.
+    let alias_conflicts = ALIASES.map(|alias| {
+        let canonical = fields.get(canonical_key(alias))?;
+        Some(text_of(fields.get(alias)?) != text_of(canonical))
+    });
+    let call_leg_id = fields
+        .get("cmiuuid")
+        .or_else(|| fields.get("cmiuid"))
+        .map(|value| coerce("cmiuuid", value.clone(), Rule::Text, &mut Vec::new()))
+        .as_ref()
+        .and_then(trimmed_text);
+    let identity = match &call_leg_id {
+        Some(call_leg_id) => Identity::CallLeg(call_leg_id),
+        None => Identity::Fields(field_identity(&fields)),
+    };
+
     let mut normalised = Map::with_capacity(fields.len());
     for (key, value) in fields {
-        let canonical = canonical_key(key);
-        if canonical != key.as_str() && fields.contains_key(canonical) {
-            if text_of(value) != text_of(&fields[canonical]) {
-                warnings.push(format!("{key} differs from {canonical}; kept {canonical}"));
+        let canonical = canonical_key(&key);
+        if canonical != key.as_str() {
+            let conflict = ALIASES
+                .iter()
+                .zip(alias_conflicts)
+                .find_map(|(alias, conflict)| (*alias == key).then_some(conflict).flatten());
+            match conflict {
+                Some(true) => {
+                    warnings.push(format!("{key} differs from {canonical}; kept {canonical}"));
+                    continue;
+                }
+                Some(false) => continue,
+                None => {}
             }
-            continue;
         }
         let value = match rule_for(canonical) {
             Some(rule) => coerce(canonical, value, rule, &mut warnings),
-            None => value.clone(),
+            None => value,
         };
-        normalised.insert(canonical.to_owned(), value);
+        let key = if canonical == key.as_str() {
+            key
+        } else {
+            canonical.to_owned()
+        };
+        normalised.insert(key, value);
     }
 
-    let text = |key: &str| normalised.get(key).and_then(Value::as_str).map(str::trim);
-    let lower = |key: &str| {
-        text(key)
-            .filter(|value| !value.is_empty())
-            .map(str::to_lowercase)
-    };
-    let present = |key: &str| {
-        text(key)
-            .filter(|value| !value.is_empty())
-            .map(str::to_owned)
-    };
+    let text = |key: &str| normalised.get(key).and_then(trimmed_str);
+    let lower = |key: &str| text(key).map(str::to_lowercase);
+    let present = |key: &str| text(key).map(str::to_owned);
 
     let (kind, kind_inferred) = match lower("type").as_deref() {
         Some("event") => (Kind::Event, false),
         Some("cdr") => (Kind::Cdr, false),
-        _ if CDR_MARKERS
-            .iter()
-            .any(|marker| fields.contains_key(*marker)) =>
-        {
-            (Kind::Cdr, true)
-        }
+        _ if has_cdr_marker => (Kind::Cdr, true),
         _ => (Kind::Event, true),
     };
     let status = lower("status");
     let leg = lower("leg");
-    let call_leg_id = present("cmiuuid");
     let event_time = event_time(normalised.get("time"), &mut warnings);
     let id = event_id(
         kind,
         status.as_deref(),
-        call_leg_id.as_deref(),
         leg.as_deref(),
         event_time,
-        fields,
+        identity,
     );
 
     let leg_a_or_none = matches!(leg.as_deref(), None | Some("a"));
@@ -187,40 +210,64 @@ pub fn normalise(fields: &Map<String, Value>) -> Normalised {
     }
 }
 
-fn coerce(key: &str, value: &Value, rule: Rule, warnings: &mut Vec<String>) -> Value {
-    let coerced = match (rule, value) {
-        (_, Value::Null) => Some(Value::Null),
-        (Rule::Text, Value::String(_)) => Some(value.clone()),
-        (Rule::Text, Value::Number(number)) => Some(Value::String(number.to_string())),
-        (Rule::Text, Value::Bool(flag)) => Some(Value::String(flag.to_string())),
-        (Rule::Time, Value::String(text)) if is_rfc3339(text) => Some(value.clone()),
-        (Rule::Integer | Rule::Time, Value::Number(number)) => number
-            .as_i64()
-            .map(|_| value.clone())
-            .or_else(|| number.as_u64().map(|_| value.clone())),
-        (Rule::Integer | Rule::Time, Value::String(text)) => text
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .map(|parsed| Value::Number(Number::from(parsed))),
-        (Rule::Bool, Value::Bool(_)) => Some(value.clone()),
-        (Rule::Bool, Value::String(text)) => parse_bool(text).map(Value::Bool),
-        (Rule::Bool, Value::Number(number)) => match number.as_u64() {
-            Some(0) => Some(Value::Bool(false)),
-            Some(1) => Some(Value::Bool(true)),
-            _ => None,
+fn trimmed_str(value: &Value) -> Option<&str> {
+    value
+        .as_str()
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+}
+
+fn trimmed_text(value: &Value) -> Option<String> {
+    trimmed_str(value).map(str::to_owned)
+}
+
+/// How [`coerce`] answers: most values already have their type and move through untouched.
+enum Coerced {
+    AsSent,
+    Into(Value),
+    Unexpected,
+}
+
+fn coerce(key: &str, value: Value, rule: Rule, warnings: &mut Vec<String>) -> Value {
+    let coerced = match (rule, &value) {
+        (_, Value::Null) => Coerced::AsSent,
+        (Rule::Text, Value::String(_)) => Coerced::AsSent,
+        (Rule::Text, Value::Number(number)) => Coerced::Into(Value::String(number.to_string())),
+        (Rule::Text, Value::Bool(flag)) => Coerced::Into(Value::String(flag.to_string())),
+        (Rule::Time, Value::String(text)) if is_rfc3339(text) => Coerced::AsSent,
+        (Rule::Integer | Rule::Time, Value::Number(number))
+            if number.is_i64() || number.is_u64() =>
+        {
+            Coerced::AsSent
+        }
+        (Rule::Integer | Rule::Time, Value::String(text)) => match text.trim().parse::<i64>() {
+            Ok(parsed) => Coerced::Into(Value::Number(Number::from(parsed))),
+            Err(_) => Coerced::Unexpected,
         },
-        (Rule::JsonText, Value::String(text)) => Some(match serde_json::from_str::<Value>(text) {
-            Ok(parsed @ Value::Object(_)) => parsed,
-            _ => value.clone(),
-        }),
-        (Rule::JsonText, Value::Object(_)) => Some(value.clone()),
-        _ => None,
+        (Rule::Bool, Value::Bool(_)) => Coerced::AsSent,
+        (Rule::Bool, Value::String(text)) => {
+            parse_bool(text).map_or(Coerced::Unexpected, |flag| Coerced::Into(Value::Bool(flag)))
+        }
+        (Rule::Bool, Value::Number(number)) => match number.as_u64() {
+            Some(0) => Coerced::Into(Value::Bool(false)),
+            Some(1) => Coerced::Into(Value::Bool(true)),
+            _ => Coerced::Unexpected,
+        },
+        (Rule::JsonText, Value::String(text)) => match serde_json::from_str::<Value>(text) {
+            Ok(parsed @ Value::Object(_)) => Coerced::Into(parsed),
+            _ => Coerced::AsSent,
+        },
+        (Rule::JsonText, Value::Object(_)) => Coerced::AsSent,
+        _ => Coerced::Unexpected,
     };
-    coerced.unwrap_or_else(|| {
-        warnings.push(format!("{key} has an unexpected type; kept as sent"));
-        value.clone()
-    })
+    match coerced {
+        Coerced::AsSent => value,
+        Coerced::Into(coerced) => coerced,
+        Coerced::Unexpected => {
+            warnings.push(format!("{key} has an unexpected type; kept as sent"));
+            value
+        }
+    }
 }
 
 fn parse_bool(text: &str) -> Option<bool> {
@@ -278,14 +325,13 @@ fn is_rfc3339(text: &str) -> bool {
 fn event_id(
     kind: Kind,
     status: Option<&str>,
-    call_leg_id: Option<&str>,
     leg: Option<&str>,
     event_time: Option<OffsetDateTime>,
-    fields: &Map<String, Value>,
+    identity: Identity<'_>,
 ) -> Uuid {
     // Serialised straight from tuples (a JSON array each), not through a `Value` tree.
-    let name = match call_leg_id {
-        Some(cmiuuid) => {
+    let name = match identity {
+        Identity::CallLeg(cmiuuid) => {
             let millis = event_time
                 .map(|time| (time.unix_timestamp_nanos() / 1_000_000).to_string())
                 .unwrap_or_default();
@@ -298,17 +344,27 @@ fn event_id(
                 millis,
             ))
         }
-        None => {
-            let mut pairs: Vec<(&str, String)> = fields
-                .iter()
-                .map(|(key, value)| (key.as_str(), text_of(value)))
-                .collect();
-            pairs.sort_unstable();
-            serde_json::to_vec(&("v1-fields", pairs))
-        }
+        Identity::Fields(pairs) => serde_json::to_vec(&("v1-fields", pairs)),
     };
     // Strings and tuples always serialise; the empty name is unreachable.
     Uuid::new_v5(&EVENT_ID_NAMESPACE, &name.unwrap_or_default())
+}
+
+/// What an event id is derived from.
+enum Identity<'a> {
+    CallLeg(&'a str),
+    /// Every field's text as sent, sorted by key.
+    Fields(Vec<(String, String)>),
+}
+
+/// Every field's text as sent, sorted by key: the identity of an event without a leg id.
+fn field_identity(fields: &Map<String, Value>) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = fields
+        .iter()
+        .map(|(key, value)| (key.clone(), text_of(value)))
+        .collect();
+    pairs.sort_unstable();
+    pairs
 }
 
 /// A value as text, the same whether it arrived as a JSON number, a JSON string or form text.
@@ -333,7 +389,7 @@ mod tests {
 
     #[test]
     fn numbers_become_text_and_text_numbers_become_integers() {
-        let normalised = normalise(&fields(json!({
+        let normalised = normalise(fields(json!({
             "from": 440000000002u64, "to": "0044", "appid": 2222223,
             "answeredsec": "11", "time": "1634720920615", "record": "TRUE",
             "custom": "{\"crm\": \"true\"}", "extra_params": "not json", "status": "Answered"
@@ -356,8 +412,8 @@ mod tests {
 
     #[test]
     fn seconds_and_milliseconds_give_the_same_instant() {
-        let millis = normalise(&fields(json!({"time": 1634720920000u64})));
-        let seconds = normalise(&fields(json!({"time": 1634720920})));
+        let millis = normalise(fields(json!({"time": 1634720920000u64})));
+        let seconds = normalise(fields(json!({"time": 1634720920})));
         assert_eq!(millis.event_time, seconds.event_time);
         assert_eq!(
             millis.event_time.map(OffsetDateTime::unix_timestamp),
@@ -367,7 +423,7 @@ mod tests {
 
     #[test]
     fn rfc3339_times_are_accepted_without_warning() {
-        let normalised = normalise(&fields(json!({"time": "2022-04-22T13:49:00+05:30"})));
+        let normalised = normalise(fields(json!({"time": "2022-04-22T13:49:00+05:30"})));
         assert!(normalised.warnings.is_empty(), "{:?}", normalised.warnings);
         assert_eq!(
             normalised.event_time.map(OffsetDateTime::unix_timestamp),
@@ -377,7 +433,7 @@ mod tests {
 
     #[test]
     fn wrong_types_are_kept_and_warned_about() {
-        let normalised = normalise(&fields(json!({
+        let normalised = normalise(fields(json!({
             "answeredsec": "eleven", "record": [1], "from": {"x": 1}, "time": -5
         })));
         assert_eq!(normalised.fields["answeredsec"], "eleven");
@@ -389,42 +445,42 @@ mod tests {
 
     #[test]
     fn conversation_falls_back_to_leg_a_cmiuuid_then_call_id() {
-        let leg_a = normalise(&fields(json!({"cmiuuid": "A", "call_id": "C", "leg": "a"})));
+        let leg_a = normalise(fields(json!({"cmiuuid": "A", "call_id": "C", "leg": "a"})));
         assert_eq!(leg_a.conversation_id, "A");
         assert_eq!(leg_a.conversation_source, ConversationSource::Cmiuuid);
-        let leg_b = normalise(&fields(json!({"cmiuuid": "B", "call_id": "C", "leg": "b"})));
+        let leg_b = normalise(fields(json!({"cmiuuid": "B", "call_id": "C", "leg": "b"})));
         assert_eq!(leg_b.conversation_id, "C");
-        let leg_b_alone = normalise(&fields(json!({"cmiuuid": "B", "leg": "b"})));
+        let leg_b_alone = normalise(fields(json!({"cmiuuid": "B", "leg": "b"})));
         assert_eq!(leg_b_alone.conversation_id, "B");
-        let nothing = normalise(&fields(json!({"status": "x"})));
+        let nothing = normalise(fields(json!({"status": "x"})));
         assert_eq!(nothing.conversation_id, nothing.id.to_string());
         assert_eq!(nothing.conversation_source, ConversationSource::EventId);
     }
 
     #[test]
     fn ids_ignore_encoding_but_not_identity() {
-        let json_typed = normalise(&fields(json!({
+        let json_typed = normalise(fields(json!({
             "type": "cdr", "status": "missed", "cmiuuid": "X", "time": 1650625417426u64, "to": 1
         })));
-        let text_typed = normalise(&fields(json!({
+        let text_typed = normalise(fields(json!({
             "type": "CDR", "status": "MISSED", "cmiuuid": "X", "time": "1650625417426", "to": "1"
         })));
         assert_eq!(json_typed.id, text_typed.id);
-        let other_status = normalise(&fields(json!({
+        let other_status = normalise(fields(json!({
             "type": "cdr", "status": "answered", "cmiuuid": "X", "time": 1650625417426u64
         })));
         assert_ne!(json_typed.id, other_status.id);
 
-        let without_leg_id = normalise(&fields(json!({"status": "x", "to": 1})));
-        let same_as_text = normalise(&fields(json!({"to": "1", "status": "x"})));
-        let different = normalise(&fields(json!({"status": "x", "to": 2})));
+        let without_leg_id = normalise(fields(json!({"status": "x", "to": 1})));
+        let same_as_text = normalise(fields(json!({"to": "1", "status": "x"})));
+        let different = normalise(fields(json!({"status": "x", "to": 2})));
         assert_eq!(without_leg_id.id, same_as_text.id);
         assert_ne!(without_leg_id.id, different.id);
     }
 
     #[test]
     fn conflicting_aliases_keep_the_canonical_key_and_warn() {
-        let normalised = normalise(&fields(json!({"appid": 1, "app_id": 2})));
+        let normalised = normalise(fields(json!({"appid": 1, "app_id": 2})));
         assert_eq!(normalised.app_id.as_deref(), Some("2"));
         assert_eq!(normalised.warnings.len(), 1);
     }

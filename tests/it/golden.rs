@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
-use telecmi_bridge::pipeline::{Envelope, RawRequest, decode, normalise};
+use telecmi_bridge::pipeline::{RawRequest, decode, to_envelope};
 use time::OffsetDateTime;
 
 use crate::fixtures::{
@@ -84,10 +84,9 @@ fn get_query(query: &str) -> RawRequest<'_> {
 /// The envelope bytes exactly as the bridge publishes them.
 fn envelope_bytes(request: &RawRequest<'_>, received_at: OffsetDateTime) -> Vec<u8> {
     let decoded = decode(request).unwrap_or_else(|error| panic!("decode: {error}"));
-    let normalised = normalise(&decoded.fields);
-    Envelope::new(SOURCE, &decoded, &normalised, received_at)
-        .to_bytes()
+    to_envelope(SOURCE, decoded, received_at)
         .expect("envelope serialises")
+        .1
 }
 
 fn parse(bytes: &[u8]) -> Value {
@@ -548,7 +547,7 @@ fn ids_survive_a_resend_and_differ_between_different_events() {
 mod properties {
     use proptest::prelude::*;
     use serde_json::{Map, Value};
-    use telecmi_bridge::pipeline::{RawRequest, decode, normalise};
+    use telecmi_bridge::pipeline::{RawRequest, decode, to_envelope};
 
     use super::{envelope_bytes, parse, pointer, post_form, post_json, received_at, text};
 
@@ -682,12 +681,8 @@ mod properties {
                 reserved_query_param: Some("token"),
             };
             if let Ok(decoded) = decode(&request) {
-                let normalised = normalise(&decoded.fields);
-                let bytes = telecmi_bridge::pipeline::Envelope::new(
-                    "urn:test", &decoded, &normalised, received_at(),
-                )
-                .to_bytes()
-                .expect("an accepted payload always makes an envelope");
+                let (_, bytes) = to_envelope("urn:test", decoded, received_at())
+                    .expect("an accepted payload always makes an envelope");
                 prop_assert!(serde_json::from_slice::<Value>(&bytes).is_ok());
             }
         }
