@@ -703,7 +703,7 @@ pub enum LogFormat {
 }
 
 /// librdkafka properties the bridge sets itself; overriding them would break its promises.
-const OWNED_PROPERTIES: [&str; 17] = [
+const OWNED_PROPERTIES: [&str; 18] = [
     "security.protocol",
     "sasl.mechanism",
     "sasl.mechanisms",
@@ -716,6 +716,7 @@ const OWNED_PROPERTIES: [&str; 17] = [
     "client.id",
     "acks",
     "enable.idempotence",
+    "max.in.flight.requests.per.connection",
     "partitioner",
     "compression.type",
     "linger.ms",
@@ -923,6 +924,12 @@ impl Settings {
 ///
 /// - `acks=all` and `enable.idempotence=true`: a record is acknowledged only once every in-sync
 ///   replica has it, and retries can neither duplicate nor reorder it.
+/// - `max.in.flight.requests.per.connection=1`: with more, librdkafka's idempotent producer
+///   can report a batch delivered because a later batch of its partition succeeded, although
+///   the broker refused the first one (a partition's first writes during a leadership change);
+///   records were acknowledged that never reached the log. One request at a time per broker
+///   keeps a refused batch ahead of everything after it. (Deliveries without an offset are
+///   refused as well: see `publish::kafka::is_confirmed`.)
 /// - `partitioner=murmur2_random`: the Java client's partitioner, so a conversation lands on the
 ///   partition Kafka Streams and Java producers would choose for the same key.
 /// - `message.timeout.ms`: in `kafka` mode it equals `delivery.ack_timeout_ms`, so librdkafka
@@ -949,6 +956,7 @@ pub fn kafka_client_config(
         .set("client.id", &kafka.client_id)
         .set("acks", "all")
         .set("enable.idempotence", "true")
+        .set("max.in.flight.requests.per.connection", "1")
         .set("partitioner", "murmur2_random")
         .set("compression.type", kafka.compression.as_librdkafka())
         .set("linger.ms", kafka.linger_ms.to_string())
@@ -1105,6 +1113,10 @@ mod tests {
         let config = kafka_client_config(&KafkaSettings::default(), "localhost:9092", &kafka_mode);
         assert_eq!(config.get("acks"), Some("all"));
         assert_eq!(config.get("enable.idempotence"), Some("true"));
+        assert_eq!(
+            config.get("max.in.flight.requests.per.connection"),
+            Some("1")
+        );
         assert_eq!(config.get("partitioner"), Some("murmur2_random"));
         assert_eq!(config.get("message.timeout.ms"), Some("5000"));
         let spool_mode = DeliverySettings {

@@ -61,6 +61,7 @@ impl ApiError {
                 PublishError::TopicMissing(_) => "topic_missing",
                 PublishError::Unavailable(_) => "kafka_unavailable",
                 PublishError::Rejected(_) => "publish_rejected",
+                PublishError::Unconfirmed(_) => "kafka_unconfirmed",
                 PublishError::ShuttingDown => "shutting_down",
                 PublishError::SpoolFull => "spool_full",
                 PublishError::SpoolUnavailable(_) => "spool_unavailable",

@@ -10,6 +10,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::future_producer::Delivery;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use super::{PublishError, PublishFuture, Publisher, Receipt};
@@ -182,6 +183,9 @@ impl Publisher for KafkaPublisher {
                 let mut first = None;
                 for (topic, delivery) in pending {
                     let delivered = match delivery.await {
+                        Ok(Ok(delivery)) if !is_confirmed(&delivery) => {
+                            return Err(PublishError::Unconfirmed(topic));
+                        }
                         Ok(Ok(delivery)) => Receipt::Kafka {
                             topic: topic.clone(),
                             partition: delivery.partition,
@@ -209,6 +213,15 @@ impl Publisher for KafkaPublisher {
             outcome
         })
     }
+}
+
+/// Whether a success report can be trusted. With `acks=all` a written record always has an
+/// offset. librdkafka's idempotent producer also reports success, without an offset, for a
+/// batch it assumes written because a later batch of the partition succeeded ("implicit ack"),
+/// even when the broker refused that batch as not persisted: seen on a partition's first writes
+/// while its leadership was settling, it acknowledged records that never reached the log.
+pub(crate) fn is_confirmed(delivery: &Delivery) -> bool {
+    delivery.offset >= 0
 }
 
 /// Record headers as librdkafka takes them.
@@ -359,5 +372,26 @@ pub async fn ensure_topics(
         Ok(())
     } else {
         Err(TopicError::Missing(missing.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::Timestamp;
+
+    use super::*;
+
+    #[test]
+    fn a_delivery_without_an_offset_is_not_confirmed() {
+        let delivery = |offset| Delivery {
+            partition: 0,
+            offset,
+            timestamp: Timestamp::NotAvailable,
+        };
+        assert!(is_confirmed(&delivery(0)));
+        assert!(is_confirmed(&delivery(41)));
+        // RD_KAFKA_OFFSET_INVALID, what librdkafka reports for an implicitly acknowledged batch.
+        assert!(!is_confirmed(&delivery(-1001)));
+        assert!(!is_confirmed(&delivery(-1)));
     }
 }

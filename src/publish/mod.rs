@@ -42,6 +42,11 @@ pub enum PublishError {
     Unavailable(String),
     #[error("Kafka refused the record: {0}")]
     Rejected(String),
+    #[error(
+        "Kafka reported the record delivered without an offset; not trusted, as such a report \
+         can stand for a batch the broker never wrote"
+    )]
+    Unconfirmed(TopicName),
     #[error("the bridge is shutting down")]
     ShuttingDown,
     #[error("the spool is full")]
@@ -59,6 +64,7 @@ impl PublishError {
             Self::TopicMissing(_) => "topic_missing",
             Self::Unavailable(_) => "unavailable",
             Self::Rejected(_) => "rejected",
+            Self::Unconfirmed(_) => "unconfirmed",
             Self::ShuttingDown => "shutting_down",
             Self::SpoolFull => "spool_full",
             Self::SpoolUnavailable(_) => "spool_unavailable",

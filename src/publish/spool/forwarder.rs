@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::store::Store;
 use super::{Command, SpooledEvent};
 use crate::config::{SpoolSettings, TopicName};
-use crate::publish::kafka::{classify, count_error, kafka_headers};
+use crate::publish::kafka::{classify, count_error, is_confirmed, kafka_headers};
 use crate::publish::{KafkaPublisher, PublishError};
 
 /// Events read from the spool per read transaction.
@@ -213,6 +213,9 @@ impl Forwarder {
         Ok(Box::pin(async move {
             for (topic, delivery) in deliveries {
                 match delivery.await {
+                    Ok(Ok(delivery)) if !is_confirmed(&delivery) => {
+                        return (sequence, Err(PublishError::Unconfirmed(topic)));
+                    }
                     Ok(Ok(_)) => {}
                     Ok(Err((error, _))) => return (sequence, Err(classify(&error, &topic))),
                     Err(_canceled) => return (sequence, Err(PublishError::ShuttingDown)),
