@@ -34,8 +34,6 @@ pub struct Envelope<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     telecmistatus: Option<&'a str>,
     data: Data<'a>,
-    #[serde(skip)]
-    size_hint: usize,
 }
 
 #[derive(Serialize)]
@@ -87,15 +85,7 @@ impl<'a> Envelope<'a> {
             Original::Fields(fields) => (Payload::Fields(fields), None),
         };
         let event_time = normalised.event_time.map(rfc3339);
-        // The payload appears twice (normalised and original), next to about 700 bytes of
-        // attributes; one allocation of about the final size saves the buffer's regrowth.
-        let payload_len = match original {
-            Original::Json(payload) => payload.get().len(),
-            Original::LenientJson { payload, raw } => payload.get().len() + raw.len(),
-            Original::Fields(fields) => fields.len() * 48,
-        };
         Self {
-            size_hint: 1024 + 3 * payload_len,
             specversion: "1.0",
             id: normalised.id.to_string(),
             source,
@@ -134,9 +124,7 @@ impl<'a> Envelope<'a> {
     }
 
     pub fn to_bytes(&self) -> serde_json::Result<Vec<u8>> {
-        let mut bytes = Vec::with_capacity(self.size_hint);
-        serde_json::to_writer(&mut bytes, self)?;
-        Ok(bytes)
+        serde_json::to_vec(self)
     }
 }
 
