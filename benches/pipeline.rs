@@ -14,6 +14,11 @@ use telecmi_bridge::pipeline::{
 };
 use time::OffsetDateTime;
 
+/// The binary's allocator, so that the figures are the shipped ones.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 struct Body {
     content_type: &'static str,
     bytes: Vec<u8>,
