@@ -93,6 +93,18 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def broker_pid():
+    """The local broker's pid (local-kafka.sh's pid file), to count its CPU; None if the broker
+    is elsewhere."""
+    data_dir = Path(os.environ.get("KAFKA_DATA_DIR", "/tmp/telecmi-bridge-kafka"))
+    try:
+        pid = int((data_dir / "broker.pid").read_text().strip())
+        cpu_seconds(pid)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
 def memory_kb(pid, field):
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -129,7 +141,7 @@ def accepts(address):
 class Server:
     """One server process for one measured run."""
 
-    def __init__(self, mode, bootstrap, work, log_level):
+    def __init__(self, mode, bootstrap, work, log_level, binary=BRIDGE, settings=None):
         self.mode = mode
         self.log_path = work / f"server-{mode}.log"
         if mode == "baseline":
@@ -137,7 +149,7 @@ class Server:
         else:
             spool = work / "spool"
             shutil.rmtree(spool, ignore_errors=True)
-            command = [str(BRIDGE)]
+            command = [str(binary)]
             env = dict(os.environ)
             env.pop("TELECMI_BRIDGE_PROFILE", None)
             env.update({
@@ -149,6 +161,7 @@ class Server:
                 "TELECMI_BRIDGE_SPOOL__PATH": str(spool / "spool.redb"),
                 "TELECMI_BRIDGE_LOGGING__LEVEL": log_level,
             })
+            env.update(settings or {})
         with open(self.log_path, "ab") as output:
             self.process = subprocess.Popen(
                 command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=output,
@@ -184,18 +197,25 @@ def wrk(connections, seconds, work, templates, threads, close=False, delay_ms=0,
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
     if background:
         return process, result
-    process.wait()
-    return json.loads(result.read_text())
+    _, _, usage = os.wait4(process.pid, 0)
+    process.returncode = 0
+    summary = json.loads(result.read_text())
+    summary["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+    return summary
 
 
-def measure(mode, connections, args, bootstrap, work, templates, close=False, delay_ms=0):
-    server = Server(mode, bootstrap, work, args.log_level)
+def measure(mode, connections, args, bootstrap, work, templates, close=False, delay_ms=0,
+            binary=BRIDGE, settings=None):
+    server = Server(mode, bootstrap, work, args.log_level, binary, settings)
     try:
         wrk(connections, args.warmup, work, templates, args.threads, close, delay_ms)
+        broker = broker_pid() if mode in ("kafka", "spool") else None
         cpu_before = cpu_seconds(server.pid)
+        broker_before = cpu_seconds(broker) if broker else None
         summary = wrk(connections, args.duration, work, templates, args.threads, close,
                       delay_ms)
         cpu = cpu_seconds(server.pid) - cpu_before
+        broker_cpu = cpu_seconds(broker) - broker_before if broker else None
         peak_rss_kb = memory_kb(server.pid, "VmHWM")
     finally:
         server.stop()
@@ -213,6 +233,10 @@ def measure(mode, connections, args, bootstrap, work, templates, close=False, de
         "latency_ms": {k: v / 1000 for k, v in summary["latency_us"].items()},
         "peak_rss_mb": peak_rss_kb / 1024,
         "cpu_seconds_per_1k_events": cpu / events * 1000 if events else None,
+        "broker_cpu_seconds_per_1k_events":
+            broker_cpu / events * 1000 if events and broker_cpu is not None else None,
+        "load_generator_cpu_seconds_per_1k_events":
+            summary["cpu_seconds"] / events * 1000 if events else None,
     }
     failed = sum(errors.values())
     log(f"{mode:9} c={connections:<3}{' new-conn' if close else ''}"
@@ -269,6 +293,10 @@ def median_run(runs):
                        for k in ("p50", "p99", "p999")},
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "cpu_seconds_per_1k_events": med(lambda r: r["cpu_seconds_per_1k_events"]),
+        "broker_cpu_seconds_per_1k_events":
+            med(lambda r: r.get("broker_cpu_seconds_per_1k_events")),
+        "load_generator_cpu_seconds_per_1k_events":
+            med(lambda r: r.get("load_generator_cpu_seconds_per_1k_events")),
         "errors": sum(sum(r["errors"].values()) for r in runs),
     }
 
@@ -286,6 +314,14 @@ def machine():
             "kernel": platform.release(), "commit": commit}
 
 
+def cpu_split(row):
+    """CPU seconds per 1,000 events of the server, the broker and the load generator: on a
+    shared machine their sum is what bounds the rate."""
+    figures = [row["cpu_seconds_per_1k_events"], row.get("broker_cpu_seconds_per_1k_events"),
+               row.get("load_generator_cpu_seconds_per_1k_events")]
+    return ", ".join("–" if figure is None else f"{figure:.3f}" for figure in figures)
+
+
 def report(results):
     lines = []
     host = results["machine"]
@@ -295,7 +331,7 @@ def report(results):
                  f"{results['duration_seconds']} s per row (medians; peak RSS: the highest).")
     lines.append("")
     lines.append("| mode | connections | events/s | vs baseline | p50 ms | p99 ms | p99.9 ms "
-                 "| peak RSS MB | CPU s / 1k events | errors |")
+                 "| peak RSS MB | CPU s / 1k events: server, broker, wrk | errors |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|")
     baseline = {(row["connections"], row["new_connection_per_request"]): row["events_per_second"]
                 for row in results["rows"] if row["mode"] == "baseline" and not row["delay_ms"]}
@@ -308,12 +344,11 @@ def report(results):
         reference = baseline.get((row["connections"], row["new_connection_per_request"]))
         ratio = (f"{row['events_per_second'] / reference:.2f}"
                  if reference and not row["delay_ms"] else "")
-        cpu = row["cpu_seconds_per_1k_events"]
         lines.append(
             f"| {label} | {row['connections']} | {row['events_per_second']:,.0f} | {ratio} | "
             f"{row['latency_ms']['p50']:.2f} | {row['latency_ms']['p99']:.2f} | "
             f"{row['latency_ms']['p999']:.2f} | {row['peak_rss_mb']:.1f} | "
-            f"{cpu:.3f} | {row['errors']} |")
+            f"{cpu_split(row)} | {row['errors']} |")
     lines.append("")
     for line in results["summary_lines"]:
         lines.append(f"- {line}")
