@@ -13,6 +13,11 @@ use crate::config::OnCorrupt;
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 
+/// redb's page cache. With its default, 1 GiB, the bridge's RSS grew with the traffic it had
+/// spooled (236-326 MB after 30 s at 6,000-8,000 events/s; 46 MB with this). Events are written
+/// once, read once soon after by the forwarder, then removed: a small cache holds that end.
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
     #[error(
@@ -102,7 +107,10 @@ impl Store {
     }
 
     fn try_open(path: &Path) -> Result<(Self, Contents), OpenFailure> {
-        let db = Database::create(path).map_err(|error| classify_open_error(path, error))?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|error| classify_open_error(path, error))?;
         let store = Self { db };
         let contents = store
             .scan()
