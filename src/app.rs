@@ -27,6 +27,10 @@ use crate::publish::{KafkaPublisher, Publisher};
 const SPOOL_MONITOR_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the rate limiter forgets callers whose allowance is full again.
 const RATE_LIMIT_CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often histogram samples are folded into the Prometheus recorder's summaries. The
+/// recorder otherwise keeps every sample until `/metrics` is scraped: unscraped, RSS grew by
+/// about 20 bytes per event (27 -> 61 MB over a 5-minute soak at 7,000 events/s).
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -237,16 +241,13 @@ impl Application {
         )
         .map(Arc::new);
         let forgetting = rate_limit.clone().map(|limit| {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        () = tokio::time::sleep(RATE_LIMIT_CLEANUP_INTERVAL) => {}
-                    }
-                    limit.forget_idle_callers();
-                }
+            spawn_periodic(RATE_LIMIT_CLEANUP_INTERVAL, stop.clone(), move || {
+                limit.forget_idle_callers();
             })
+        });
+        let metrics = self.metrics.clone();
+        let upkeep = spawn_periodic(METRICS_UPKEEP_INTERVAL, stop.clone(), move || {
+            metrics.run_upkeep();
         });
         let state = IngestState {
             publisher,
@@ -345,7 +346,10 @@ impl Application {
                 );
             }
         }
-        for task in [monitor, forgetting, reloading].into_iter().flatten() {
+        for task in [monitor, forgetting, reloading, Some(upkeep)]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -451,4 +455,21 @@ async fn probe_kafka(
             () = tokio::time::sleep(interval) => {}
         }
     }
+}
+
+/// Runs `task` every `interval` until `stop` is cancelled.
+fn spawn_periodic(
+    interval: Duration,
+    stop: CancellationToken,
+    mut task: impl FnMut() + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+            task();
+        }
+    })
 }
