@@ -920,6 +920,10 @@ impl Settings {
     }
 }
 
+/// How long librdkafka may go without metadata before it starts again from
+/// `bootstrap.servers`.
+const REBOOTSTRAP_TRIGGER_MS: u32 = 10_000;
+
 /// The one place where settings become librdkafka properties.
 ///
 /// - `acks=all` and `enable.idempotence=true`: a record is acknowledged only once every in-sync
@@ -936,6 +940,10 @@ impl Settings {
 ///   gives up on a record exactly when the HTTP answer turns into a 503 and nothing lingers that
 ///   nobody waits for. In `spool` mode it is 0 (never): a record that expired while a later one
 ///   of its partition got through would reach Kafka out of order when retried from the spool.
+/// - `metadata.recovery.rebootstrap.trigger.ms=10000` (a default: `kafka.properties` may change
+///   it): a broker in controlled shutdown can answer metadata listing no brokers at all, and
+///   librdkafka then forgets every broker it knew, bootstrap servers included. Until it
+///   re-bootstraps (300 s by default) nothing can be produced, although the brokers are back.
 pub fn kafka_client_config(
     kafka: &KafkaSettings,
     bootstrap: &str,
@@ -947,6 +955,10 @@ pub fn kafka_client_config(
         DeliveryMode::Spool => 0,
     };
     let mut config = ClientConfig::new();
+    config.set(
+        "metadata.recovery.rebootstrap.trigger.ms",
+        REBOOTSTRAP_TRIGGER_MS.to_string(),
+    );
     for (key, value) in &kafka.properties {
         config.set(key, value.expose());
     }
@@ -1129,6 +1141,20 @@ mod tests {
             Some("0"),
             "spooled records must never expire inside librdkafka"
         );
+    }
+
+    #[test]
+    fn the_rebootstrap_trigger_is_short_by_default_and_can_be_tuned() {
+        let delivery = DeliverySettings::default();
+        let trigger = "metadata.recovery.rebootstrap.trigger.ms";
+        let config = kafka_client_config(&KafkaSettings::default(), "localhost:9092", &delivery);
+        assert_eq!(config.get(trigger), Some("10000"));
+        let tuned = KafkaSettings {
+            properties: BTreeMap::from([(trigger.to_owned(), SecretValue("60000".to_owned()))]),
+            ..KafkaSettings::default()
+        };
+        let config = kafka_client_config(&tuned, "localhost:9092", &delivery);
+        assert_eq!(config.get(trigger), Some("60000"));
     }
 
     #[test]

@@ -201,8 +201,19 @@ impl Drop for Bridge {
         if std::thread::panicking() {
             let log = std::fs::read_to_string(&self.log_file).unwrap_or_default();
             let lines: Vec<&str> = log.lines().collect();
-            eprintln!("--- bridge log, last 60 lines ---");
-            for line in &lines[lines.len().saturating_sub(60)..] {
+            // Under load the tail is all per-request lines; what the bridge said about Kafka,
+            // the spool and itself is in the others.
+            let own: Vec<&str> = lines
+                .iter()
+                .copied()
+                .filter(|line| !line.contains("\"request_id\""))
+                .collect();
+            eprintln!("--- bridge log outside requests, last 80 lines ---");
+            for line in &own[own.len().saturating_sub(80)..] {
+                eprintln!("{line}");
+            }
+            eprintln!("--- bridge log, last 20 lines ---");
+            for line in &lines[lines.len().saturating_sub(20)..] {
                 eprintln!("{line}");
             }
         }
