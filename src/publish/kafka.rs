@@ -10,7 +10,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::future_producer::Delivery;
+use rdkafka::producer::future_producer::{Delivery, DeliveryFuture};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use super::{PublishError, PublishFuture, Publisher, Receipt};
@@ -182,24 +182,17 @@ impl Publisher for KafkaPublisher {
             let outcome = tokio::time::timeout(deadline, async {
                 let mut first = None;
                 for (topic, delivery) in pending {
-                    let delivered = match delivery.await {
-                        Ok(Ok(delivery)) if !is_confirmed(&delivery) => {
-                            return Err(PublishError::Unconfirmed(topic));
-                        }
-                        Ok(Ok(delivery)) => Receipt::Kafka {
-                            topic: topic.clone(),
-                            partition: delivery.partition,
-                            offset: delivery.offset,
-                        },
-                        Ok(Err((error, _))) => return Err(classify(&error, &topic)),
-                        Err(_canceled) => return Err(PublishError::ShuttingDown),
-                    };
+                    let delivery = confirmed(&topic, delivery).await?;
                     metrics::counter!(
                         "telecmi_bridge_events_published_total",
                         "topic" => topic.to_string()
                     )
                     .increment(1);
-                    first.get_or_insert(delivered);
+                    first.get_or_insert(Receipt::Kafka {
+                        topic,
+                        partition: delivery.partition,
+                        offset: delivery.offset,
+                    });
                 }
                 first.ok_or_else(|| PublishError::Rejected("no records to publish".to_owned()))
             })
@@ -215,12 +208,25 @@ impl Publisher for KafkaPublisher {
     }
 }
 
+/// Waits for one record's delivery report and accepts only a success that can be trusted.
+pub(crate) async fn confirmed(
+    topic: &TopicName,
+    delivery: DeliveryFuture,
+) -> Result<Delivery, PublishError> {
+    match delivery.await {
+        Ok(Ok(delivery)) if is_confirmed(&delivery) => Ok(delivery),
+        Ok(Ok(_)) => Err(PublishError::Unconfirmed(topic.clone())),
+        Ok(Err((error, _))) => Err(classify(&error, topic)),
+        Err(_canceled) => Err(PublishError::ShuttingDown),
+    }
+}
+
 /// Whether a success report can be trusted. With `acks=all` a written record always has an
 /// offset. librdkafka's idempotent producer also reports success, without an offset, for a
 /// batch it assumes written because a later batch of the partition succeeded ("implicit ack"),
 /// even when the broker refused that batch as not persisted: seen on a partition's first writes
 /// while its leadership was settling, it acknowledged records that never reached the log.
-pub(crate) fn is_confirmed(delivery: &Delivery) -> bool {
+fn is_confirmed(delivery: &Delivery) -> bool {
     delivery.offset >= 0
 }
 

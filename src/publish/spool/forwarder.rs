@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::store::Store;
 use super::{Command, SpooledEvent};
 use crate::config::{SpoolSettings, TopicName};
-use crate::publish::kafka::{classify, count_error, is_confirmed, kafka_headers};
+use crate::publish::kafka::{classify, confirmed, count_error, kafka_headers};
 use crate::publish::{KafkaPublisher, PublishError};
 
 /// Events read from the spool per read transaction.
@@ -212,13 +212,8 @@ impl Forwarder {
         }
         Ok(Box::pin(async move {
             for (topic, delivery) in deliveries {
-                match delivery.await {
-                    Ok(Ok(delivery)) if !is_confirmed(&delivery) => {
-                        return (sequence, Err(PublishError::Unconfirmed(topic)));
-                    }
-                    Ok(Ok(_)) => {}
-                    Ok(Err((error, _))) => return (sequence, Err(classify(&error, &topic))),
-                    Err(_canceled) => return (sequence, Err(PublishError::ShuttingDown)),
+                if let Err(error) = confirmed(&topic, delivery).await {
+                    return (sequence, Err(error));
                 }
             }
             (sequence, Ok(()))
