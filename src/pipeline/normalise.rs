@@ -80,16 +80,16 @@ fn rule_for(key: &str) -> Option<Rule> {
     })
 }
 
-/// Other spellings of documented keys: `appid` in CDRs, `cmiuid` in older payloads.
-const ALIASES: [&str; 2] = ["appid", "cmiuid"];
+/// Other spellings of documented keys, with the key each stands for: `appid` in CDRs,
+/// `cmiuid` in older payloads.
+const ALIASES: [(&str, &str); 2] = [("appid", "app_id"), ("cmiuid", "cmiuuid")];
 
 /// The documented key an alias stands for; any other key is its own.
 fn canonical_key(key: &str) -> &str {
-    match key {
-        "appid" => "app_id",
-        "cmiuid" => "cmiuuid",
-        other => other,
-    }
+    ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == key)
+        .map_or(key, |(_, canonical)| canonical)
 }
 
 /// Fields only CDRs carry; used to tell a CDR from an event when `type` does not.
@@ -114,11 +114,14 @@ pub fn normalise(fields: Map<String, Value>) -> Normalised {
     let has_cdr_marker = CDR_MARKERS
         .iter()
         .any(|marker| fields.contains_key(*marker));
-    // An alias sent next to its canonical key is dropped; `Some(true)` when their texts differ.
-    let alias_conflicts = ALIASES.map(|alias| {
-        let canonical = fields.get(canonical_key(alias))?;
-        Some(text_of(fields.get(alias)?) != text_of(canonical))
-    });
+    // An alias sent next to its canonical key is dropped, with a warning if their texts differ.
+    let shadowed_aliases: Vec<(&str, bool)> = ALIASES
+        .iter()
+        .filter_map(|(alias, canonical)| {
+            let differs = text_of(fields.get(*alias)?) != text_of(fields.get(*canonical)?);
+            Some((*alias, differs))
+        })
+        .collect();
     let call_leg_id = fields
         .get("cmiuuid")
         .or_else(|| fields.get("cmiuid"))
@@ -133,19 +136,11 @@ pub fn normalise(fields: Map<String, Value>) -> Normalised {
     let mut normalised = Map::with_capacity(fields.len());
     for (key, value) in fields {
         let canonical = canonical_key(&key);
-        if canonical != key.as_str() {
-            let conflict = ALIASES
-                .iter()
-                .zip(alias_conflicts)
-                .find_map(|(alias, conflict)| (*alias == key).then_some(conflict).flatten());
-            match conflict {
-                Some(true) => {
-                    warnings.push(format!("{key} differs from {canonical}; kept {canonical}"));
-                    continue;
-                }
-                Some(false) => continue,
-                None => {}
+        if let Some((_, differs)) = shadowed_aliases.iter().find(|(alias, _)| *alias == key) {
+            if *differs {
+                warnings.push(format!("{key} differs from {canonical}; kept {canonical}"));
             }
+            continue;
         }
         let value = match rule_for(canonical) {
             Some(rule) => coerce(canonical, value, rule, &mut warnings),
@@ -483,5 +478,17 @@ mod tests {
         let normalised = normalise(fields(json!({"appid": 1, "app_id": 2})));
         assert_eq!(normalised.app_id.as_deref(), Some("2"));
         assert_eq!(normalised.warnings.len(), 1);
+    }
+
+    #[test]
+    fn aliases_are_renamed_alone_and_dropped_silently_beside_an_equal_canonical_key() {
+        let alone = normalise(fields(json!({"cmiuid": "X", "appid": 7})));
+        assert_eq!(alone.fields["cmiuuid"], "X");
+        assert_eq!(alone.fields["app_id"], "7");
+        assert!(!alone.fields.contains_key("cmiuid") && !alone.fields.contains_key("appid"));
+        let equal = normalise(fields(json!({"appid": 7, "app_id": "7"})));
+        assert!(equal.warnings.is_empty(), "{:?}", equal.warnings);
+        assert!(!equal.fields.contains_key("appid"));
+        assert_eq!(equal.fields["app_id"], "7");
     }
 }
