@@ -3,14 +3,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use telecmi_bridge::config::{Settings, Sources};
+use telecmi_bridge::{Application, shutdown, telemetry};
+
 /// jemalloc rather than glibc's malloc: allocation was a fifth of the bridge's CPU under load,
 /// and jemalloc cut CPU per event by 15-20% at the same peak RSS (mimalloc: similar CPU, 30-40%
 /// more RSS). Figures in the README's performance section.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-use telecmi_bridge::config::{Settings, Sources};
-use telecmi_bridge::{Application, shutdown, telemetry};
 
 /// TeleCMI call webhooks in, versioned envelopes out on Kafka topics by status.
 #[derive(Parser)]
