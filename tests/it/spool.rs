@@ -7,7 +7,9 @@ use serde_json::Value;
 use telecmi_bridge::Settings;
 use telecmi_bridge::config::DeliveryMode;
 
-use crate::helpers::{TestApp, consume, on_controlled_cluster, spawn_app, test_settings};
+use crate::helpers::{
+    TestApp, consume, on_controlled_cluster, record_count, spawn_app, test_settings,
+};
 use crate::scenarios::{self, accepted};
 
 fn spool_settings(dir: &tempfile::TempDir) -> Settings {
@@ -106,6 +108,58 @@ async fn a_kafka_outage_in_spool_mode_keeps_answering_200_and_loses_nothing() {
         acknowledged,
         "spooled events out of order or missing"
     );
+}
+
+/// A backlog larger than what the forwarder takes in flight plus what the writer hands it in
+/// memory: the rest is read back from the file, and every event arrives in order per key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_beyond_the_in_memory_hand_off_is_forwarded_from_the_file_in_order() {
+    const SENDERS: u32 = 16;
+    const EVENTS_EACH: u32 = 100;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = spool_settings(&dir);
+    settings.spool.forward_window = 100;
+    let (settings, cluster, topics) = on_controlled_cluster(settings);
+    let app = spawn_app(settings).await;
+    cluster.broker_down(1).expect("broker down");
+
+    let sender = |sender: u32| {
+        let app = &app;
+        async move {
+            let conversation = format!("backlog-{sender}");
+            let mut acknowledged = Vec::new();
+            for n in 0..EVENTS_EACH {
+                let response = app.post_json(event(&conversation, n).as_bytes()).await;
+                acknowledged.push(accepted(response).await.0);
+            }
+            (conversation, acknowledged)
+        }
+    };
+    let acknowledged = futures_util::future::join_all((0..SENDERS).map(sender)).await;
+    cluster.broker_up(1).expect("broker up");
+    wait_until_spool_is_empty(&app).await;
+    app.stop().await;
+
+    let in_kafka = usize::try_from(record_count(&cluster.bootstrap_servers(), &topics))
+        .expect("a record count");
+    assert!(
+        in_kafka >= (SENDERS * EVENTS_EACH) as usize,
+        "{in_kafka} records"
+    );
+    let records = consume(
+        &cluster.bootstrap_servers(),
+        &topics,
+        in_kafka,
+        Duration::from_secs(20),
+    )
+    .await;
+    for (conversation, acknowledged) in acknowledged {
+        assert_eq!(
+            first_copies(&records, &conversation),
+            acknowledged,
+            "{conversation}: spooled events out of order or missing"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::store::Store;
-use super::{Command, SpooledEvent};
+use super::{Command, SpooledEvent, Tail};
 use crate::config::{SpoolSettings, TopicName};
 use crate::publish::kafka::{classify, confirmed, count_error, kafka_headers};
 use crate::publish::{KafkaPublisher, PublishError};
@@ -37,6 +37,7 @@ type Forwarding = Pin<Box<dyn Future<Output = (u64, Result<(), PublishError>)> +
 
 pub struct Forwarder {
     store: Arc<Store>,
+    tail: Arc<Tail>,
     commands: mpsc::UnboundedSender<Command>,
     committed: Arc<Notify>,
     producer: KafkaPublisher,
@@ -57,6 +58,7 @@ pub struct ForwarderControl {
 impl Forwarder {
     pub(super) fn new(
         store: Arc<Store>,
+        tail: Arc<Tail>,
         commands: mpsc::UnboundedSender<Command>,
         committed: Arc<Notify>,
         client_config: ClientConfig,
@@ -64,6 +66,7 @@ impl Forwarder {
     ) -> Result<Self, KafkaError> {
         Ok(Self {
             store,
+            tail,
             commands,
             committed,
             producer: KafkaPublisher::new(&client_config, Duration::ZERO)?,
@@ -76,6 +79,8 @@ impl Forwarder {
     /// Forwards until told to stop. Returns whether the spool was found empty.
     pub async fn run(mut self, control: ForwarderControl) -> bool {
         let mut cursor = 0_u64;
+        // The file first: it may hold events from before a restart.
+        let mut from_store = true;
         let mut in_flight: FuturesUnordered<Forwarding> = FuturesUnordered::new();
         let mut acknowledged = Vec::new();
         let mut failure: Option<PublishError> = None;
@@ -84,7 +89,7 @@ impl Forwarder {
             let mut caught_up = false;
             while failure.is_none() && in_flight.len() < self.window {
                 let wanted = (self.window - in_flight.len()).min(READ_BATCH);
-                let events = match self.read(cursor, wanted).await {
+                let events = match self.next_events(cursor, wanted, &mut from_store).await {
                     Ok(events) => events,
                     Err(error) => {
                         failure = Some(PublishError::SpoolUnavailable(error));
@@ -123,6 +128,7 @@ impl Forwarder {
                     backoff = (backoff * 2).min(self.backoff_max);
                     self.replace_producer_if_fatal();
                     cursor = 0;
+                    from_store = true;
                     continue;
                 }
                 if caught_up {
@@ -174,6 +180,29 @@ impl Forwarder {
             Ok(producer) => self.producer = producer,
             Err(error) => tracing::error!(%error, "could not create a new producer"),
         }
+    }
+
+    /// Up to `wanted` events from sequence `from` on: from the in-memory tail while it holds
+    /// every committed event, from the file otherwise, until a read of the file comes short.
+    async fn next_events(
+        &self,
+        from: u64,
+        wanted: usize,
+        from_store: &mut bool,
+    ) -> Result<Vec<(u64, Vec<u8>)>, String> {
+        if self.tail.take_lost() {
+            *from_store = true;
+        }
+        if !*from_store {
+            return Ok(self.tail.take(from, wanted));
+        }
+        let events = self.read(from, wanted).await?;
+        let read_up_to = events.last().map_or(from, |(sequence, _)| sequence + 1);
+        self.tail.forget_before(read_up_to);
+        if events.len() < wanted {
+            *from_store = false;
+        }
+        Ok(events)
     }
 
     async fn read(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, String> {

@@ -8,8 +8,9 @@
 pub mod forwarder;
 mod store;
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -30,6 +31,8 @@ use store::Store;
 const FORMAT_VERSION: u8 = 1;
 /// Requests committed together at most; bounds one transaction's size and latency.
 const MAX_GROUP: usize = 4_096;
+/// Committed events held in memory for the forwarder at most (a few MB of encoded events).
+const TAIL_CAPACITY: usize = 1_024;
 
 /// One accepted event as stored: its records exactly as routed when it was accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +108,54 @@ struct Shared {
     write_error: Mutex<Option<String>>,
 }
 
+/// Events handed from the writer to the forwarder in memory as they are committed, so that the
+/// forwarder need not read back from the file what was written a moment ago. The file stays
+/// the truth: when the forwarder lags (Kafka down, a backlog) and an event does not fit, the
+/// tail is marked lost, and the forwarder reads the file until it has caught up again.
+///
+/// Every committed event is pushed, or marks the tail lost, after its commit; so a forwarder
+/// that finds the tail not lost may skip from its cursor to the first event held here.
+#[derive(Debug, Default)]
+struct Tail {
+    events: Mutex<VecDeque<(u64, Vec<u8>)>>,
+    lost: AtomicBool,
+}
+
+impl Tail {
+    fn push(&self, sequence: u64, event: Vec<u8>) {
+        let mut events = lock(&self.events);
+        if events.len() < TAIL_CAPACITY {
+            events.push_back((sequence, event));
+        } else {
+            self.lost.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether events were left out since the last call: the file must be read.
+    fn take_lost(&self) -> bool {
+        self.lost.swap(false, Ordering::AcqRel)
+    }
+
+    /// Up to `limit` events in sequence order, from the first at or after `from`; older ones
+    /// were read from the file already and are dropped.
+    fn take(&self, from: u64, limit: usize) -> Vec<(u64, Vec<u8>)> {
+        let mut events = lock(&self.events);
+        Self::drop_before(&mut events, from);
+        let taken = events.len().min(limit);
+        events.drain(..taken).collect()
+    }
+
+    fn forget_before(&self, from: u64) {
+        Self::drop_before(&mut lock(&self.events), from);
+    }
+
+    fn drop_before(events: &mut VecDeque<(u64, Vec<u8>)>, from: u64) {
+        while events.front().is_some_and(|(sequence, _)| *sequence < from) {
+            events.pop_front();
+        }
+    }
+}
+
 /// A snapshot for readiness and metrics.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SpoolStatus {
@@ -137,6 +188,7 @@ impl SpoolStatus {
 /// The open spool: its writer thread and a handle for reads.
 pub struct Spool {
     store: Arc<Store>,
+    tail: Arc<Tail>,
     commands: mpsc::UnboundedSender<Command>,
     committed: Arc<Notify>,
     shared: Arc<Shared>,
@@ -163,9 +215,11 @@ impl Spool {
             write_error: Mutex::new(None),
         });
         let committed = Arc::new(Notify::new());
+        let tail = Arc::new(Tail::default());
         let (commands, receiver) = mpsc::unbounded_channel();
         let writer = Writer {
             store: store.clone(),
+            tail: tail.clone(),
             shared: shared.clone(),
             committed: committed.clone(),
             next_sequence: contents.next_sequence,
@@ -182,6 +236,7 @@ impl Spool {
             })?;
         Ok(Self {
             store,
+            tail,
             commands,
             committed,
             shared,
@@ -208,6 +263,7 @@ impl Spool {
     ) -> Result<Forwarder, rdkafka::error::KafkaError> {
         Forwarder::new(
             self.store.clone(),
+            self.tail.clone(),
             self.commands.clone(),
             self.committed.clone(),
             client_config,
@@ -313,6 +369,7 @@ impl Publisher for SpoolPublisher {
 
 struct Writer {
     store: Arc<Store>,
+    tail: Arc<Tail>,
     shared: Arc<Shared>,
     committed: Arc<Notify>,
     next_sequence: u64,
@@ -420,6 +477,7 @@ impl Writer {
                 let had_appends = !appends.is_empty();
                 for append in appends {
                     let _ = append.reply.send(Ok(append.sequence));
+                    self.tail.push(append.sequence, append.event);
                 }
                 if had_appends {
                     self.committed.notify_one();

@@ -265,3 +265,33 @@ fn kept_aside(settings: &SpoolSettings) -> Vec<std::path::PathBuf> {
     kept.sort();
     kept
 }
+
+#[test]
+fn the_tail_hands_over_in_order_and_marks_itself_lost_when_full() {
+    let tail = Tail::default();
+    for sequence in 0..TAIL_CAPACITY as u64 {
+        tail.push(sequence, vec![1]);
+    }
+    assert!(!tail.take_lost(), "nothing left out yet");
+    tail.push(TAIL_CAPACITY as u64, vec![2]);
+    assert!(
+        tail.take_lost(),
+        "an event that did not fit marks the tail lost"
+    );
+    assert!(!tail.take_lost(), "asking clears the mark");
+
+    // Events before the cursor were read from the file already and are dropped unreturned.
+    let taken: Vec<u64> = tail
+        .take(10, 3)
+        .into_iter()
+        .map(|(sequence, _)| sequence)
+        .collect();
+    assert_eq!(taken, vec![10, 11, 12]);
+    tail.forget_before(1_000);
+    let rest: Vec<u64> = tail
+        .take(0, usize::MAX)
+        .into_iter()
+        .map(|(sequence, _)| sequence)
+        .collect();
+    assert_eq!(rest, (1_000..TAIL_CAPACITY as u64).collect::<Vec<_>>());
+}
