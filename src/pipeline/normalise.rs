@@ -106,10 +106,11 @@ const CDR_MARKERS: [&str; 10] = [
     "duration",
 ];
 
-/// Takes the fields by value: what keeps its type moves into the normalised view uncopied.
+/// Takes the fields by value and normalises them in place: what keeps its type and name is
+/// not copied.
 pub fn normalise(fields: Map<String, Value>) -> Normalised {
     let mut warnings = Vec::new();
-    // Judged on the fields as sent, before they move: CDR markers include alias spellings,
+    // Judged on the fields as sent, before they change: CDR markers include alias spellings,
     // and the event id falls back to every field's text as it arrived.
     let has_cdr_marker = CDR_MARKERS
         .iter()
@@ -133,25 +134,28 @@ pub fn normalise(fields: Map<String, Value>) -> Normalised {
         None => Identity::Fields(field_identity(&fields)),
     };
 
-    let mut normalised = Map::with_capacity(fields.len());
-    for (key, value) in fields {
-        let canonical = canonical_key(&key);
-        if let Some((_, differs)) = shadowed_aliases.iter().find(|(alias, _)| *alias == key) {
+    // In place: most keys keep their name and position, so the map is not rebuilt.
+    let mut normalised = fields;
+    for (key, value) in normalised.iter_mut() {
+        let canonical = canonical_key(key);
+        if let Some((_, differs)) = shadowed_aliases.iter().find(|(alias, _)| alias == key) {
             if *differs {
                 warnings.push(format!("{key} differs from {canonical}; kept {canonical}"));
             }
             continue;
         }
-        let value = match rule_for(canonical) {
-            Some(rule) => coerce(canonical, value, rule, &mut warnings),
-            None => value,
-        };
-        let key = if canonical == key.as_str() {
-            key
-        } else {
-            canonical.to_owned()
-        };
-        normalised.insert(key, value);
+        if let Some(rule) = rule_for(canonical) {
+            *value = coerce(canonical, std::mem::take(value), rule, &mut warnings);
+        }
+    }
+    for (alias, canonical) in ALIASES {
+        if shadowed_aliases.iter().any(|(shadowed, _)| *shadowed == alias) {
+            normalised.shift_remove(alias);
+        } else if let Some(position) = normalised.keys().position(|key| key == alias)
+            && let Some(value) = normalised.shift_remove(alias)
+        {
+            normalised.shift_insert(position, canonical.to_owned(), value);
+        }
     }
 
     let text = |key: &str| normalised.get(key).and_then(trimmed_str);
