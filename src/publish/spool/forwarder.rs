@@ -86,6 +86,10 @@ impl Forwarder {
         let mut failure: Option<PublishError> = None;
         let mut backoff = FIRST_BACKOFF;
         loop {
+            // Taken before reading: only a read that began once the drain was asked for (every
+            // request answered, so every event committed) may end it. One that began earlier
+            // can miss an event answered just before the drain.
+            let draining = control.drain.is_cancelled();
             let mut caught_up = false;
             while failure.is_none() && in_flight.len() < self.window {
                 let wanted = (self.window - in_flight.len()).min(READ_BATCH);
@@ -132,7 +136,7 @@ impl Forwarder {
                     continue;
                 }
                 if caught_up {
-                    if control.drain.is_cancelled() {
+                    if draining {
                         return true;
                     }
                     tokio::select! {

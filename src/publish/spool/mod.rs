@@ -475,9 +475,11 @@ impl Writer {
                     tracing::info!("the spool is writable again");
                 }
                 let had_appends = !appends.is_empty();
+                // Handed over before the answer, so that a forwarder draining after the last
+                // answer finds every event it must forward.
                 for append in appends {
-                    let _ = append.reply.send(Ok(append.sequence));
                     self.tail.push(append.sequence, append.event);
+                    let _ = append.reply.send(Ok(append.sequence));
                 }
                 if had_appends {
                     self.committed.notify_one();
