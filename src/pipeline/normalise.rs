@@ -149,7 +149,10 @@ pub fn normalise(fields: Map<String, Value>) -> Normalised {
         }
     }
     for (alias, canonical) in ALIASES {
-        if shadowed_aliases.iter().any(|(shadowed, _)| *shadowed == alias) {
+        if shadowed_aliases
+            .iter()
+            .any(|(shadowed, _)| *shadowed == alias)
+        {
             normalised.shift_remove(alias);
         } else if let Some(position) = normalised.keys().position(|key| key == alias)
             && let Some(value) = normalised.shift_remove(alias)
