@@ -248,6 +248,72 @@ async fn events_spooled_before_a_stop_are_forwarded_after_the_restart() {
     assert_eq!(first_copies(&records, "restart"), acknowledged);
 }
 
+/// Stopped while senders are posting: every event answered 2xx is in Kafka once the stop has
+/// returned, with no restart; the forwarder empties the spool before the bridge ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_under_load_forwards_every_answered_event_before_it_returns() {
+    const SENDERS: u32 = 8;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = spool_settings(&dir);
+    // One event in flight: forwarding falls behind the senders, so the stop finds a backlog.
+    settings.spool.forward_window = 1;
+    let (settings, cluster, topics) = on_controlled_cluster(settings);
+    let app = spawn_app(settings).await;
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|sender| {
+            let client = app.client.clone();
+            let url = app.webhook_url();
+            tokio::spawn(async move {
+                let conversation = format!("stop-{sender}");
+                let mut acknowledged = Vec::new();
+                for n in 0.. {
+                    let sent = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(event(&conversation, n))
+                        .send()
+                        .await;
+                    let Ok(response) = sent.and_then(reqwest::Response::error_for_status) else {
+                        break;
+                    };
+                    let Ok(body) = response.json::<Value>().await else {
+                        break;
+                    };
+                    acknowledged.push(body["id"].as_str().expect("id").to_owned());
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    app.stop().await;
+    let mut acknowledged = Vec::new();
+    for sender in senders {
+        acknowledged.extend(sender.await.expect("sender"));
+    }
+    assert!(
+        acknowledged.len() >= 50,
+        "only {} events answered",
+        acknowledged.len()
+    );
+
+    let in_kafka = usize::try_from(record_count(&cluster.bootstrap_servers(), &topics))
+        .expect("a record count");
+    let records = consume(
+        &cluster.bootstrap_servers(),
+        &topics,
+        in_kafka,
+        Duration::from_secs(10),
+    )
+    .await;
+    for id in &acknowledged {
+        assert!(
+            records.iter().any(|record| record.id() == id),
+            "{id} was answered 2xx but is not in Kafka after the stop"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dedup_window_answers_a_resend_without_publishing_it_again() {
     let mut settings = test_settings();
