@@ -13,6 +13,17 @@ use telecmi_bridge::Settings;
 /// Runs `deploy/kafka/local-kafka.sh <action>`, which returns once the broker has stopped, or
 /// once it answers metadata requests again.
 pub fn local_kafka(action: &str) {
+    // The script manages the broker on `KAFKA_PORT`; pointed at another one, it would stop
+    // nothing and start a second broker, and the outage under test would never happen.
+    let managed_port = std::env::var("KAFKA_PORT").unwrap_or_else(|_| "9092".to_owned());
+    let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_default();
+    assert!(
+        bootstrap
+            .split(',')
+            .any(|server| server.trim().rsplit(':').next() == Some(managed_port.as_str())),
+        "KAFKA_BOOTSTRAP_SERVERS={bootstrap} is not the broker local-kafka.sh manages (port \
+         {managed_port}): set KAFKA_PORT and KAFKA_DATA_DIR to that broker's"
+    );
     let script = repo().join("deploy/kafka/local-kafka.sh");
     let status = Command::new("bash")
         .arg(script)
