@@ -193,6 +193,14 @@ pub fn with_brokers(mut settings: Settings, bootstrap_servers: &str) -> Settings
     settings
 }
 
+/// Every record on `topics` (counted first, so that copies beyond what a test expects, such as
+/// re-sends, never cut the reading short).
+pub async fn consume_all(bootstrap_servers: &str, topics: &[TopicName]) -> Vec<Consumed> {
+    let in_kafka =
+        usize::try_from(record_count(bootstrap_servers, topics)).expect("a record count");
+    consume(bootstrap_servers, topics, in_kafka, Duration::from_secs(20)).await
+}
+
 pub fn record_count(bootstrap_servers: &str, topics: &[TopicName]) -> i64 {
     let consumer: BaseConsumer = consumer_config(bootstrap_servers)
         .create()

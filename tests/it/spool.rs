@@ -8,7 +8,7 @@ use telecmi_bridge::Settings;
 use telecmi_bridge::config::DeliveryMode;
 
 use crate::helpers::{
-    TestApp, consume, on_controlled_cluster, record_count, spawn_app, test_settings,
+    TestApp, consume, consume_all, on_controlled_cluster, spawn_app, test_settings,
 };
 use crate::scenarios::{self, accepted};
 
@@ -140,19 +140,12 @@ async fn a_backlog_beyond_the_in_memory_hand_off_is_forwarded_from_the_file_in_o
     wait_until_spool_is_empty(&app).await;
     app.stop().await;
 
-    let in_kafka = usize::try_from(record_count(&cluster.bootstrap_servers(), &topics))
-        .expect("a record count");
+    let records = consume_all(&cluster.bootstrap_servers(), &topics).await;
     assert!(
-        in_kafka >= (SENDERS * EVENTS_EACH) as usize,
-        "{in_kafka} records"
+        records.len() >= (SENDERS * EVENTS_EACH) as usize,
+        "{} records",
+        records.len()
     );
-    let records = consume(
-        &cluster.bootstrap_servers(),
-        &topics,
-        in_kafka,
-        Duration::from_secs(20),
-    )
-    .await;
     for (conversation, acknowledged) in acknowledged {
         assert_eq!(
             first_copies(&records, &conversation),
@@ -297,15 +290,7 @@ async fn a_stop_under_load_forwards_every_answered_event_before_it_returns() {
         acknowledged.len()
     );
 
-    let in_kafka = usize::try_from(record_count(&cluster.bootstrap_servers(), &topics))
-        .expect("a record count");
-    let records = consume(
-        &cluster.bootstrap_servers(),
-        &topics,
-        in_kafka,
-        Duration::from_secs(10),
-    )
-    .await;
+    let records = consume_all(&cluster.bootstrap_servers(), &topics).await;
     for id in &acknowledged {
         assert!(
             records.iter().any(|record| record.id() == id),
