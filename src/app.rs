@@ -294,12 +294,18 @@ impl Application {
             delivery_mode = ?settings.delivery.mode,
             "telecmi-bridge serving"
         );
-        let header_read_timeout = Duration::from_millis(settings.server.header_read_timeout_ms);
-        let serve = |listener: TcpListener, router: axum::Router, tls| {
+        let connection_limits = http::server::ConnectionLimits {
+            header_read_timeout: Duration::from_millis(settings.server.header_read_timeout_ms),
+            max_header_bytes: settings.server.max_header_bytes,
+            max_connections: settings.server.max_connections,
+            max_connections_per_address: settings.server.max_connections_per_address,
+        };
+        let serve = |name, listener: TcpListener, router: axum::Router, tls| {
             tokio::spawn(http::server::serve(
+                name,
                 listener,
                 router,
-                header_read_timeout,
+                connection_limits,
                 tls,
                 stop.clone(),
             ))
@@ -312,8 +318,8 @@ impl Application {
         let reloading = self
             .tls
             .map(|store| tokio::spawn(store.watch(stop.clone())));
-        let public_server = serve(self.listener, public, acceptor);
-        let admin_server = serve(self.admin_listener, admin, None);
+        let public_server = serve("public", self.listener, public, acceptor);
+        let admin_server = serve("admin", self.admin_listener, admin, None);
 
         shutdown.await;
         let deadline = Instant::now() + Duration::from_millis(settings.server.shutdown_timeout_ms);

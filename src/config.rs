@@ -16,6 +16,10 @@ use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize, Serializer};
 
 pub const ENV_PREFIX: &str = "TELECMI_BRIDGE_";
+/// hyper refuses a read buffer below 8 KiB. Above 64 KiB a long URI would get hyper's 414
+/// before the buffer fills, and the listener counts every too-large head as 431.
+const MIN_HEADER_BYTES: usize = 8 * 1024;
+const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Environment variables with the prefix that select files rather than set keys.
 const ENV_NOT_KEYS: [&str; 2] = ["PROFILE", "CONFIG_DIR"];
 
@@ -66,6 +70,13 @@ pub struct ServerSettings {
     pub header_read_timeout_ms: u64,
     /// Requests handled at once on the public listener; beyond it, 503 `overloaded`.
     pub max_in_flight_requests: usize,
+    /// hyper's read buffer per connection, which must hold a request's line and headers;
+    /// beyond it, 431. Bounds what a connection that never finishes its headers costs.
+    pub max_header_bytes: usize,
+    /// Open connections per listener; further ones are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Open connections per peer address (the TCP peer, so a proxy in front counts as one).
+    pub max_connections_per_address: usize,
     /// Webhooks per second per caller address (after trusted proxies); 0 turns it off.
     pub rate_limit_per_second: u32,
     /// Webhooks a caller may send at once before the rate applies.
@@ -103,6 +114,9 @@ impl Default for ServerSettings {
             shutdown_timeout_ms: 20_000,
             header_read_timeout_ms: 10_000,
             max_in_flight_requests: 1_024,
+            max_header_bytes: 16 * 1024,
+            max_connections: 2_048,
+            max_connections_per_address: 256,
             rate_limit_per_second: 0,
             rate_limit_burst: 100,
             tls: None,
@@ -797,6 +811,11 @@ impl Settings {
                 "server.max_in_flight_requests",
                 self.server.max_in_flight_requests as u64,
             ),
+            ("server.max_connections", self.server.max_connections as u64),
+            (
+                "server.max_connections_per_address",
+                self.server.max_connections_per_address as u64,
+            ),
             ("spool.max_events", self.spool.max_events),
             ("spool.max_bytes", self.spool.max_bytes),
             ("spool.forward_window", self.spool.forward_window as u64),
@@ -823,6 +842,12 @@ impl Settings {
         }
         if self.delivery.mode == DeliveryMode::Spool && self.spool.path.as_os_str().is_empty() {
             return invalid("spool.path: must be set in spool delivery mode".to_owned());
+        }
+        if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&self.server.max_header_bytes) {
+            return invalid(format!(
+                "server.max_header_bytes: must be between {MIN_HEADER_BYTES} and \
+                 {MAX_HEADER_BYTES}"
+            ));
         }
         if self.server.body_limit_bytes == 0 {
             return invalid("server.body_limit_bytes: must be greater than 0".to_owned());

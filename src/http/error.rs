@@ -36,6 +36,8 @@ pub enum ApiError {
     RateLimited { retry_after_seconds: u64 },
     #[error("too many requests in progress; retry later")]
     Overloaded { retry_after_seconds: u32 },
+    #[error("the request was not completed in time")]
+    RequestTimeout,
     #[error("internal error")]
     Internal(String),
 }
@@ -68,6 +70,7 @@ impl ApiError {
             },
             Self::Overloaded { .. } => "overloaded",
             Self::RateLimited { .. } => "rate_limited",
+            Self::RequestTimeout => "request_timeout",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -86,6 +89,7 @@ impl ApiError {
             Self::Unauthorized | Self::BadSignature => StatusCode::UNAUTHORIZED,
             Self::ForbiddenSource => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Publish {
                 error: PublishError::Rejected(_),
                 ..
