@@ -228,3 +228,87 @@ async fn count_requests(request: Request, next: Next) -> Response {
     .increment(1);
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use metrics_exporter_prometheus::PrometheusBuilder;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::{AuthSettings, RoutingSettings};
+    use crate::http::auth::Auth;
+    use crate::http::source::SourcePolicy;
+    use crate::pipeline::{OutboundRecord, Router as EventRouter};
+    use crate::publish::{PublishFuture, Publisher};
+
+    /// A bug in the publishing path.
+    struct Panicking;
+
+    impl Publisher for Panicking {
+        fn publish(&self, _records: Vec<OutboundRecord>) -> PublishFuture {
+            panic!("a publisher bug")
+        }
+    }
+
+    fn state() -> IngestState {
+        IngestState {
+            publisher: Arc::new(Panicking),
+            dedup: None,
+            router: Arc::new(EventRouter::new(&RoutingSettings::default())),
+            auth: Arc::new(Auth::new(&AuthSettings::default())),
+            callers: Arc::new(SourcePolicy::new(&[], &[])),
+            signature: None,
+            rate_limit: None,
+            privacy: None,
+            source: Arc::from("test"),
+            body_limit: 65_536,
+            retry_after_seconds: 1,
+        }
+    }
+
+    #[test]
+    fn a_panic_is_answered_500_in_the_json_shape_and_counted() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let metrics = recorder.handle();
+        let limits = RequestLimits {
+            timeout: Duration::from_secs(5),
+            max_in_flight: 8,
+            retry_after_seconds: 1,
+        };
+        let app = router(state(), Readiness::new(None), limits);
+        let request = Request::post(WEBHOOK_PATH)
+            .header("content-type", "application/json")
+            .body(Body::from(
+                r#"{"type":"event","status":"answered","cmiuuid":"p"}"#,
+            ))
+            .expect("request");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (status, body) = metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                let response = app.oneshot(request).await.expect("an answer");
+                let status = response.status();
+                let body = axum::body::to_bytes(response.into_body(), 4_096)
+                    .await
+                    .expect("body");
+                (status, body)
+            })
+        });
+        assert_eq!(status, 500);
+        let body: Value = serde_json::from_slice(&body).expect("a JSON body");
+        assert_eq!(body["error"]["code"], "internal_error");
+        assert!(
+            metrics.render().contains(
+                r#"telecmi_bridge_http_requests_total{route="/webhooks/telecmi",outcome="internal_error",status="500"} 1"#
+            ),
+            "{}",
+            metrics.render()
+        );
+    }
+}
