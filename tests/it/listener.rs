@@ -150,7 +150,7 @@ async fn eventually<F: Future<Output = bool>>(what: &str, mut condition: impl Fn
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_head_beyond_max_header_bytes_gets_431_and_is_counted() {
+async fn a_request_head_beyond_max_header_bytes_gets_431_and_hypers_refusals_are_counted() {
     let mut settings = test_settings();
     settings.server.max_header_bytes = 8_192;
     let app = spawn_app(settings).await;
@@ -167,6 +167,21 @@ async fn a_request_head_beyond_max_header_bytes_gets_431_and_is_counted() {
     assert_eq!(response.status, 431);
 
     eventually("the 431 counted", || async {
+        metric(&app, "telecmi_bridge_http_requests_total", &counted).await > before
+    })
+    .await;
+
+    // hyper's other refusal, of a head it cannot parse, is counted too.
+    let counted = ["outcome=\"malformed_request\"", "status=\"400\""];
+    let before = metric(&app, "telecmi_bridge_http_requests_total", &counted).await;
+    let mut connection = TcpStream::connect(app.address).await.expect("connect");
+    connection
+        .write_all(b"NOT HTTP\r\n\r\n")
+        .await
+        .expect("head");
+    let response = read_response(&mut connection).await.expect("an answer");
+    assert_eq!(response.status, 400);
+    eventually("the 400 counted", || async {
         metric(&app, "telecmi_bridge_http_requests_total", &counted).await > before
     })
     .await;
