@@ -151,8 +151,15 @@ async fn time_limit(State(limit): State<Duration>, request: Request, next: Next)
         .unwrap_or_else(|_elapsed| ApiError::RequestTimeout.into_response())
 }
 
-fn answer_panic(_panic: Box<dyn Any + Send + 'static>) -> Response {
-    ApiError::Internal("a request handler panicked".to_owned()).into_response()
+/// A bug answered like any other internal error: logged with the panic's message, which the
+/// client never sees.
+fn answer_panic(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    ApiError::Internal(format!("a request handler panicked: {message}")).into_response()
 }
 
 /// hyper closes a connection whose request body was not read to its end (a refusal decided by
