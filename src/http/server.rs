@@ -98,7 +98,7 @@ pub async fn serve(
                 }
             };
             if let Err(error) = served {
-                count_refusal_by_hyper(&error);
+                count_refusal_by_hyper(name, &error);
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
         });
@@ -138,13 +138,17 @@ fn handshake_failed(reason: &str) -> BoxError {
 /// `max_header_bytes`; its 414 needs a URI longer than the buffer allows) and never calls the
 /// service, so the request metrics would not see it; it is counted here instead. A header-read
 /// timeout gets no answer: hyper closes the connection.
-fn count_refusal_by_hyper(error: &BoxError) {
+fn count_refusal_by_hyper(listener: &'static str, error: &BoxError) {
     let Some(error) = error.downcast_ref::<hyper::Error>() else {
         return;
     };
     if error.is_timeout() {
-        metrics::counter!("telecmi_bridge_connections_closed_total", "reason" => "header_read_timeout")
-            .increment(1);
+        metrics::counter!(
+            "telecmi_bridge_connections_closed_total",
+            "listener" => listener,
+            "reason" => "header_read_timeout"
+        )
+        .increment(1);
         return;
     }
     if !error.is_parse() || error.is_parse_version_h2() || error.is_parse_status() {

@@ -123,8 +123,13 @@ async fn read_response(connection: &mut TcpStream) -> Option<RawResponse> {
 /// The sum of `name`'s samples on the admin listener whose labels include every one of
 /// `labels` (`key="value"`).
 async fn metric(app: &TestApp, name: &str, labels: &[&str]) -> f64 {
-    let text = app
-        .client
+    // A new connection each time: tests here shorten the header-read deadline, which also
+    // ends idle keep-alive connections.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let text = client
         .get(format!("http://{}/metrics", app.admin_address))
         .send()
         .await
@@ -186,6 +191,25 @@ async fn a_request_head_beyond_max_header_bytes_gets_431_and_hypers_refusals_are
     })
     .await;
     accepted(app.post_json(EVENT.as_bytes()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_off_by_the_header_read_deadline_is_counted() {
+    let mut settings = test_settings();
+    settings.server.header_read_timeout_ms = 300;
+    let app = spawn_app(settings).await;
+    let counted = ["listener=\"public\"", "reason=\"header_read_timeout\""];
+    let before = metric(&app, "telecmi_bridge_connections_closed_total", &counted).await;
+
+    let mut slow = TcpStream::connect(app.address).await.expect("connect");
+    slow.write_all(b"POST /webhooks/telecmi HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("partial head");
+    assert!(closed_without_an_answer(&mut slow).await);
+    eventually("the cut-off counted", || async {
+        metric(&app, "telecmi_bridge_connections_closed_total", &counted).await > before
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
