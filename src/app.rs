@@ -25,6 +25,10 @@ use crate::publish::{KafkaPublisher, Publisher};
 
 /// How often the spool's depth, size and oldest age are read into readiness and metrics.
 const SPOOL_MONITOR_INTERVAL: Duration = Duration::from_secs(1);
+/// Open connections on the admin listener, from any addresses: probes and scrapes need a few,
+/// and caps tuned for the webhook listener (per address behind a proxy, or small in tests)
+/// must not lock them out.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
 /// How often the rate limiter forgets callers whose allowance is full again.
 const RATE_LIMIT_CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often histogram samples are folded into the Prometheus recorder's summaries. The
@@ -300,12 +304,17 @@ impl Application {
             max_connections: settings.server.max_connections,
             max_connections_per_address: settings.server.max_connections_per_address,
         };
-        let serve = |name, listener: TcpListener, router: axum::Router, tls| {
+        let admin_connection_limits = http::server::ConnectionLimits {
+            max_connections: ADMIN_MAX_CONNECTIONS,
+            max_connections_per_address: ADMIN_MAX_CONNECTIONS,
+            ..connection_limits
+        };
+        let serve = |name, listener: TcpListener, router: axum::Router, limits, tls| {
             tokio::spawn(http::server::serve(
                 name,
                 listener,
                 router,
-                connection_limits,
+                limits,
                 tls,
                 stop.clone(),
             ))
@@ -318,8 +327,14 @@ impl Application {
         let reloading = self
             .tls
             .map(|store| tokio::spawn(store.watch(stop.clone())));
-        let public_server = serve("public", self.listener, public, acceptor);
-        let admin_server = serve("admin", self.admin_listener, admin, None);
+        let public_server = serve("public", self.listener, public, connection_limits, acceptor);
+        let admin_server = serve(
+            "admin",
+            self.admin_listener,
+            admin,
+            admin_connection_limits,
+            None,
+        );
 
         shutdown.await;
         let deadline = Instant::now() + Duration::from_millis(settings.server.shutdown_timeout_ms);
