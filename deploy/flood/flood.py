@@ -46,11 +46,13 @@ def rss_kib(pid, field):
     return 0
 
 
-def wait_ready(admin_port, bridge, seconds=60):
+def wait_ready(admin_port, bridge, log_path, seconds=60):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if bridge.poll() is not None:
-            sys.exit(f"the bridge exited with {bridge.returncode} before it was ready")
+            with open(log_path, errors="replace") as log:
+                tail = "".join(log.readlines()[-5:])
+            sys.exit(f"the bridge exited with {bridge.returncode} before it was ready:\n{tail}")
         try:
             connection = http.client.HTTPConnection(FLOOD_ADDRESS, admin_port, timeout=2)
             connection.request("GET", "/readyz")
@@ -161,13 +163,15 @@ def main():
         TELECMI_BRIDGE_LOGGING__LEVEL="warn",
     )
     workdir = tempfile.TemporaryDirectory(prefix="flood-")
-    bridge = subprocess.Popen(
-        [os.path.abspath(arguments.binary)],
-        cwd=workdir.name,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log_path = os.path.join(workdir.name, "bridge.log")
+    with open(log_path, "wb") as log:
+        bridge = subprocess.Popen(
+            [os.path.abspath(arguments.binary)],
+            cwd=workdir.name,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     flood = Flood(port, arguments.connections, arguments.header_bytes)
     peak_kib = [0]
     sampling = threading.Event()
@@ -178,7 +182,7 @@ def main():
             time.sleep(0.1)
 
     try:
-        wait_ready(admin_port, bridge)
+        wait_ready(admin_port, bridge, log_path)
         idle_kib = rss_kib(bridge.pid, "VmRSS")
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
