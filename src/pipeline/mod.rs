@@ -26,8 +26,12 @@ pub fn to_envelope(
         encoding,
         fields,
         original,
+        warnings,
     } = decoded;
-    let normalised = normalise(fields);
+    let mut normalised = normalise(fields);
+    if !warnings.is_empty() {
+        normalised.warnings.splice(0..0, warnings);
+    }
     let envelope =
         Envelope::new(source, encoding, &original, &normalised, received_at).to_bytes()?;
     Ok((normalised, envelope))
