@@ -974,6 +974,60 @@ fn kubernetes_objects_reference_each_other() {
     }
 }
 
+/// The admin port binds every address in the pod, so a policy must keep it from everyone but
+/// the scraper, while the webhook port stays open to the Ingress.
+#[test]
+fn a_network_policy_keeps_the_admin_port_from_the_rest_of_the_cluster() {
+    let deploy = deploy();
+    let policy = deploy.object("NetworkPolicy");
+    let pod_labels = pointer(
+        deploy.object("StatefulSet"),
+        "/spec/template/metadata/labels",
+        "pod template",
+    );
+    let selector = pointer(policy, "/spec/podSelector/matchLabels", "NetworkPolicy");
+    for (key, value) in selector.as_object().expect("labels") {
+        assert_eq!(&pod_labels[key], value, "the policy selects {key}={value}");
+    }
+    assert!(
+        array(&policy["spec"], "policyTypes").contains(&Value::from("Ingress")),
+        "the policy must govern ingress"
+    );
+    let named = container_ports(deploy.container());
+    let rules = array(&policy["spec"], "ingress");
+    let opens = |port: &str| -> Vec<&Value> {
+        rules
+            .iter()
+            .filter(|rule| {
+                array(rule, "ports").iter().any(|allowed| {
+                    resolve_port(&allowed["port"], &named) == named.get(port).copied()
+                })
+            })
+            .collect()
+    };
+    assert!(
+        opens("http").iter().any(|rule| rule.get("from").is_none()),
+        "the webhook port must stay reachable from the Ingress"
+    );
+    let admin = opens("admin");
+    assert!(!admin.is_empty(), "Prometheus must reach the admin port");
+    for rule in admin {
+        let sources = array(rule, "from");
+        assert!(
+            !sources.is_empty()
+                && sources
+                    .iter()
+                    .all(|source| source.get("podSelector").is_some()
+                        || source.get("namespaceSelector").is_some()),
+            "the admin port is open to every pod: {rule}"
+        );
+    }
+    assert!(
+        rules.iter().all(|rule| rule.get("ports").is_some()),
+        "a rule without ports opens every port"
+    );
+}
+
 #[test]
 fn the_pod_runs_locked_down() {
     let deploy = deploy();
