@@ -4,6 +4,7 @@
 pub mod app;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod pipeline;
 pub mod publish;
 pub mod shutdown;
