@@ -260,6 +260,7 @@ impl Application {
             callers: Arc::new(SourcePolicy::new(
                 &settings.auth.allowed_networks,
                 &settings.auth.trusted_proxies,
+                settings.auth.forwarded_header,
             )),
             signature: Signature::new(&settings.auth).map(Arc::new),
             rate_limit: rate_limit.clone(),

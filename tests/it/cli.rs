@@ -26,6 +26,7 @@ fn check_config_prints_the_effective_configuration_with_secrets_redacted() {
         &["check-config"],
         &[
             ("TELECMI_BRIDGE_AUTH__TOKENS", &format!("[{token}]")),
+            ("TELECMI_BRIDGE_AUTH__REQUIRED", "true"),
             ("TELECMI_BRIDGE_KAFKA__LINGER_MS", "7"),
         ],
     );
@@ -121,4 +122,46 @@ fn serve_refuses_a_corrupt_spool_and_keeps_it_aside() {
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(kept[0].to_string_lossy().contains("spool.redb.corrupt-"));
     assert_eq!(std::fs::read(&kept[0]).expect("kept"), b"not a spool");
+}
+
+/// The start-up error of a secret that cannot be used never shows it (container logs keep
+/// stderr), and says what is accepted.
+#[test]
+fn a_refused_secret_is_never_printed() {
+    let secret = "SomeTokenWithoutBrackets";
+    let cases = [
+        vec![("TELECMI_BRIDGE_AUTH__TOKENS", secret)],
+        vec![
+            ("TELECMI_BRIDGE_AUTH__TOKENS", "[SomeTokenWithoutBrackets"),
+            ("TELECMI_BRIDGE_AUTH__REQUIRED", "true"),
+        ],
+        vec![(
+            "TELECMI_BRIDGE_PRIVACY__HMAC_KEY",
+            "{SomeTokenWithoutBrackets=1}",
+        )],
+        vec![(
+            "TELECMI_BRIDGE_KAFKA__SECURITY__SASL_PASSWORD",
+            "[\"SomeTokenWithoutBrackets\"]",
+        )],
+    ];
+    for env in cases {
+        let output = bridge(&["check-config"], &env);
+        let stderr = text(&output.stderr);
+        assert!(!output.status.success(), "{env:?} was accepted");
+        assert!(!stderr.contains(secret), "{env:?}: {stderr}");
+        assert!(
+            stderr.contains("auth.") || stderr.contains("secret"),
+            "{env:?}: {stderr}"
+        );
+    }
+    // Once required, the same bare value is one token, and check-config redacts it.
+    let output = bridge(
+        &["check-config"],
+        &[
+            ("TELECMI_BRIDGE_AUTH__TOKENS", secret),
+            ("TELECMI_BRIDGE_AUTH__REQUIRED", "true"),
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(!text(&output.stdout).contains(secret));
 }

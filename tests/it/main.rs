@@ -18,3 +18,4 @@ mod rejections;
 mod scenarios;
 mod spool;
 mod tls;
+mod trust;

@@ -1,0 +1,109 @@
+//! Whom the bridge believes: the one forwarding header the trusted proxy sets, signed
+//! timestamps against replay.
+
+use serde_json::Value;
+use telecmi_bridge::Settings;
+
+use crate::helpers::{TestApp, spawn_app, test_settings};
+use crate::scenarios::accepted;
+
+const EVENT: &str = r#"{"type":"event","status":"answered","cmiuuid":"trust-1"}"#;
+
+fn networks(list: &[&str]) -> Vec<ipnet::IpNet> {
+    list.iter().map(|net| net.parse().expect("CIDR")).collect()
+}
+
+async fn app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = test_settings();
+    configure(&mut settings);
+    spawn_app(settings).await
+}
+
+async fn post_with(app: &TestApp, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = app.client.post(app.webhook_url()).body(EVENT);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.expect("request")
+}
+
+async fn refused(response: reqwest::Response, status: u16, code: &str) {
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.expect("JSON error");
+    assert_eq!(body["error"]["code"], code, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_forwarded_header_does_not_beat_the_proxys_x_forwarded_for() {
+    let app = app_with(|s| {
+        s.auth.trusted_proxies = networks(&["127.0.0.0/8"]);
+        s.auth.allowed_networks = networks(&["203.0.113.0/24"]);
+    })
+    .await;
+    refused(
+        post_with(&app, &[("x-forwarded-for", "198.51.100.9")]).await,
+        403,
+        "forbidden_source",
+    )
+    .await;
+    refused(
+        post_with(
+            &app,
+            &[
+                ("x-forwarded-for", "198.51.100.9"),
+                ("forwarded", "for=203.0.113.5"),
+            ],
+        )
+        .await,
+        403,
+        "forbidden_source",
+    )
+    .await;
+    assert_eq!(
+        app.record_count(),
+        0,
+        "a refused caller published something"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_forwarded_for_does_not_escape_the_rate_limit() {
+    let app = app_with(|s| {
+        s.auth.trusted_proxies = networks(&["127.0.0.0/8"]);
+        s.server.rate_limit_per_second = 1;
+        s.server.rate_limit_burst = 1;
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for n in 1..=3 {
+        let forged = format!("for=203.0.113.{n}");
+        let response = post_with(
+            &app,
+            &[("x-forwarded-for", "198.51.100.9"), ("forwarded", &forged)],
+        )
+        .await;
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses[0], 200, "{statuses:?}");
+    assert!(
+        statuses.contains(&429),
+        "one caller (by X-Forwarded-For) sent 3 webhooks at 1/s: {statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_sets_forwarded_is_believed_when_configured() {
+    let app = app_with(|s| {
+        s.auth.trusted_proxies = networks(&["127.0.0.0/8"]);
+        s.auth.allowed_networks = networks(&["203.0.113.0/24"]);
+        s.auth.forwarded_header = telecmi_bridge::config::ForwardedHeader::Forwarded;
+    })
+    .await;
+    accepted(post_with(&app, &[("forwarded", "for=203.0.113.5")]).await).await;
+    refused(
+        post_with(&app, &[("x-forwarded-for", "203.0.113.5")]).await,
+        403,
+        "forbidden_source",
+    )
+    .await;
+}
