@@ -609,6 +609,11 @@ pub struct AuthSettings {
     /// false (the production profile): refuse to start unless webhooks need a token or a
     /// signature.
     pub allow_unauthenticated: bool,
+    /// When set, signatures cover `"{timestamp}.{body}"` with the Unix time (seconds) sent in
+    /// this header, and a timestamp outside the tolerance is refused: no replays later on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hmac_timestamp_header: Option<String>,
+    pub hmac_timestamp_tolerance_seconds: u64,
 }
 
 impl Default for AuthSettings {
@@ -628,6 +633,8 @@ impl Default for AuthSettings {
             tokens_file: None,
             hmac_secrets_file: None,
             allow_unauthenticated: true,
+            hmac_timestamp_header: None,
+            hmac_timestamp_tolerance_seconds: 300,
         }
     }
 }
@@ -1156,6 +1163,24 @@ impl Settings {
                 self.auth.hmac_header
             ));
         }
+        if let Some(header) = &self.auth.hmac_timestamp_header {
+            if axum::http::HeaderName::try_from(header.as_str()).is_err() {
+                return invalid(format!(
+                    "auth.hmac_timestamp_header: {header:?} is not a valid header name"
+                ));
+            }
+            if self.auth.hmac_secrets.is_empty() {
+                return invalid(
+                    "auth.hmac_timestamp_header: set, but no auth.hmac_secrets sign anything"
+                        .to_owned(),
+                );
+            }
+            if self.auth.hmac_timestamp_tolerance_seconds == 0 {
+                return invalid(
+                    "auth.hmac_timestamp_tolerance_seconds: must be greater than 0".to_owned(),
+                );
+            }
+        }
         if self.privacy.mode == PrivacyMode::Hmac
             && self
                 .privacy
@@ -1344,6 +1369,11 @@ mod tests {
                 "delivery.ack_timeout_ms",
             ),
             ("TELECMI_BRIDGE_AUTH__REQUIRED", "true", "auth.tokens"),
+            (
+                "TELECMI_BRIDGE_AUTH__HMAC_TIMESTAMP_HEADER",
+                "x-signature-timestamp",
+                "auth.hmac_timestamp_header",
+            ),
             ("TELECMI_BRIDGE_SERVER__LISTEN", "nowhere", "listen"),
             ("TELECMI_BRIDGE_KAFKA__COMPRESSION", "brotli", "compression"),
             (

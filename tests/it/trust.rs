@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 use telecmi_bridge::Settings;
+use telecmi_bridge::config::SignatureEncoding;
+use telecmi_bridge::http::signature::{sign, sign_with_timestamp};
 
 use crate::helpers::{TestApp, spawn_app, test_settings};
 use crate::scenarios::accepted;
@@ -106,4 +108,75 @@ async fn a_proxy_that_sets_forwarded_is_believed_when_configured() {
         "forbidden_source",
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_request_replayed_outside_the_window_is_refused() {
+    const SECRET: &str = "signing-proxy-secret-0123";
+    let app = app_with(|s| {
+        s.auth.hmac_secrets = vec![SECRET.into()];
+        s.auth.hmac_timestamp_header = Some("x-signature-timestamp".to_owned());
+        s.auth.hmac_timestamp_tolerance_seconds = 300;
+    })
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let signed_at = |timestamp: u64| {
+        let signature =
+            sign_with_timestamp(SECRET, timestamp, EVENT.as_bytes(), SignatureEncoding::Hex);
+        (format!("sha256={signature}"), timestamp.to_string())
+    };
+    let (fresh, fresh_at) = signed_at(now);
+    accepted(
+        post_with(
+            &app,
+            &[
+                ("x-signature", &fresh),
+                ("x-signature-timestamp", &fresh_at),
+            ],
+        )
+        .await,
+    )
+    .await;
+    let (captured, captured_at) = signed_at(now - 600);
+    refused(
+        post_with(
+            &app,
+            &[
+                ("x-signature", &captured),
+                ("x-signature-timestamp", &captured_at),
+            ],
+        )
+        .await,
+        401,
+        "bad_signature",
+    )
+    .await;
+    // The old signature with a fresh timestamp: the timestamp is signed.
+    refused(
+        post_with(
+            &app,
+            &[
+                ("x-signature", &captured),
+                ("x-signature-timestamp", &fresh_at),
+            ],
+        )
+        .await,
+        401,
+        "bad_signature",
+    )
+    .await;
+    let untimed = format!(
+        "sha256={}",
+        sign(SECRET, EVENT.as_bytes(), SignatureEncoding::Hex)
+    );
+    refused(
+        post_with(&app, &[("x-signature", &untimed)]).await,
+        401,
+        "bad_signature",
+    )
+    .await;
+    assert_eq!(app.record_count(), 1, "only the fresh request is published");
 }
