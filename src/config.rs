@@ -130,6 +130,8 @@ pub struct KafkaSettings {
     pub metadata_timeout_ms: u64,
     pub readiness_interval_ms: u64,
     /// Further librdkafka properties (security, tuning); those the bridge owns are refused.
+    /// Values are shown by `check-config`, except those of keys that can hold a secret.
+    #[serde(serialize_with = "serialize_properties")]
     pub properties: BTreeMap<String, SecretValue>,
     pub security: KafkaSecurity,
 }
@@ -153,6 +155,9 @@ pub struct KafkaSecurity {
     pub ssl_certificate_location: Option<PathBuf>,
     pub ssl_key_location: Option<PathBuf>,
     pub ssl_key_password: Option<SecretValue>,
+    /// Accept `kafka.properties` that turn off the verification of the brokers' certificates
+    /// (logged as a warning at start-up); refused otherwise.
+    pub allow_insecure_tls: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -277,6 +282,56 @@ impl KafkaSecurity {
             config.set("ssl.key.password", password.expose());
         }
     }
+}
+
+/// Whether a librdkafka property's value may be a secret, and so is never shown.
+fn property_holds_secret(key: &str) -> bool {
+    [
+        "password",
+        "secret",
+        "key",
+        "token",
+        "sasl.jaas",
+        "oauthbearer",
+    ]
+    .iter()
+    .any(|marker| key.contains(marker))
+}
+
+/// Properties for `check-config`: values shown, except those of keys that can hold a secret.
+fn serialize_properties<S: Serializer>(
+    properties: &BTreeMap<String, SecretValue>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(properties.iter().map(|(key, value)| {
+        let shown = if property_holds_secret(key) {
+            "[redacted]"
+        } else {
+            value.expose()
+        };
+        (key, shown)
+    }))
+}
+
+/// A property that turns off the verification of the brokers' TLS certificates or names.
+fn weakens_tls(key: &str, value: &str) -> bool {
+    let value = value.trim();
+    match key {
+        "enable.ssl.certificate.verification" => {
+            value.eq_ignore_ascii_case("false") || value == "0"
+        }
+        "ssl.endpoint.identification.algorithm" => value.eq_ignore_ascii_case("none"),
+        _ => false,
+    }
+}
+
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// The largest envelope a body of `body_limit` bytes makes: the payload twice (`data.fields`
+/// and `data.original`) and under 4 KiB of attributes and headers.
+fn envelope_bound(body_limit: usize) -> usize {
+    body_limit.saturating_mul(2).saturating_add(4 * 1024)
 }
 
 impl Default for KafkaSettings {
@@ -1039,6 +1094,38 @@ impl Settings {
             .security
             .validate()
             .map_err(ConfigError::Invalid)?;
+        if let Some((key, value)) = self.insecure_tls_property()
+            && !self.kafka.security.allow_insecure_tls
+        {
+            return invalid(format!(
+                "kafka.properties.\"{key}\" = {value:?} turns off the verification of the \
+                 brokers' certificates; remove it, or set kafka.security.allow_insecure_tls = \
+                 true to accept that deliberately"
+            ));
+        }
+        let message_max_bytes = match self.kafka.properties.get("message.max.bytes") {
+            None => DEFAULT_MESSAGE_MAX_BYTES,
+            Some(value) => match value.expose().trim().parse() {
+                Ok(bytes) => bytes,
+                Err(_) => {
+                    return invalid(format!(
+                        "kafka.properties.\"message.max.bytes\": {:?} is not a number of bytes",
+                        value.expose()
+                    ));
+                }
+            },
+        };
+        if envelope_bound(self.server.body_limit_bytes) > message_max_bytes {
+            return invalid(format!(
+                "server.body_limit_bytes: a body of {} bytes can make an envelope of {} bytes \
+                 (2 x body + 4 KiB), more than Kafka's message.max.bytes ({message_max_bytes}); \
+                 lower the body limit to at most {}, or raise kafka.properties.\
+                 \"message.max.bytes\" (and the topics' max.message.bytes)",
+                self.server.body_limit_bytes,
+                envelope_bound(self.server.body_limit_bytes),
+                message_max_bytes.saturating_sub(4 * 1024) / 2
+            ));
+        }
         let positive = [
             ("delivery.ack_timeout_ms", self.delivery.ack_timeout_ms),
             ("server.request_timeout_ms", self.server.request_timeout_ms),
@@ -1214,6 +1301,29 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// The first `kafka.properties` entry that weakens TLS, with its value.
+    fn insecure_tls_property(&self) -> Option<(&str, &str)> {
+        self.kafka
+            .properties
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.expose()))
+            .find(|(key, value)| weakens_tls(key, value))
+    }
+
+    /// What an operator should know about a configuration that is valid but weak; logged at
+    /// start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        self.insecure_tls_property()
+            .map(|(key, value)| {
+                format!(
+                    "kafka.properties.\"{key}\" = {value:?}: the brokers' certificates are not \
+                     fully verified (kafka.security.allow_insecure_tls = true)"
+                )
+            })
+            .into_iter()
+            .collect()
     }
 
     pub fn ack_timeout(&self) -> Duration {
@@ -1795,6 +1905,91 @@ mod tests {
             );
             let error = Settings::load(&sources()).expect_err("owned").to_string();
             assert!(error.contains("kafka.security"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tls_weakening_properties_need_an_explicit_flag_and_are_warned_about() {
+        for property in [
+            "{\"enable.ssl.certificate.verification\"=false}",
+            "{\"enable.ssl.certificate.verification\"=\"0\"}",
+            "{\"ssl.endpoint.identification.algorithm\"=\"none\"}",
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env("TELECMI_BRIDGE_KAFKA__PROPERTIES", property);
+                let error = Settings::load(&sources()).unwrap_err().to_string();
+                assert!(
+                    error.contains("kafka.security.allow_insecure_tls"),
+                    "{property}: {error}"
+                );
+                jail.set_env("TELECMI_BRIDGE_KAFKA__SECURITY__ALLOW_INSECURE_TLS", "true");
+                let settings = Settings::load(&sources()).expect("explicitly allowed");
+                let warnings = settings.warnings();
+                assert_eq!(warnings.len(), 1, "{warnings:?}");
+                assert!(warnings[0].contains("not fully verified"), "{warnings:?}");
+                Ok(())
+            });
+        }
+        assert!(Settings::default().warnings().is_empty());
+    }
+
+    #[test]
+    fn check_config_shows_property_values_except_secret_ones() {
+        let settings = Settings {
+            kafka: KafkaSettings {
+                properties: BTreeMap::from([
+                    ("message.max.bytes".to_owned(), SecretValue::from("2000000")),
+                    (
+                        "sasl.oauthbearer.config".to_owned(),
+                        SecretValue::from("principal=bridge oauth-secret-1"),
+                    ),
+                    (
+                        "ssl.keystore.password".to_owned(),
+                        SecretValue::from("keystore-secret-2"),
+                    ),
+                    ("ssl.key.pem".to_owned(), SecretValue::from("pem-secret-3")),
+                ]),
+                ..KafkaSettings::default()
+            },
+            ..Settings::default()
+        };
+        let shown = settings.to_redacted_toml();
+        assert!(
+            shown.contains("\"message.max.bytes\" = \"2000000\""),
+            "{shown}"
+        );
+        for secret in ["oauth-secret-1", "keystore-secret-2", "pem-secret-3"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+
+    #[test]
+    fn the_body_limit_must_fit_kafkas_message_size() {
+        // (1,000,000 - 4,096) / 2: the largest body whose envelope fits librdkafka's default.
+        let largest = 497_952;
+        Jail::expect_with(|jail| {
+            jail.set_env("TELECMI_BRIDGE_SERVER__BODY_LIMIT_BYTES", largest);
+            Settings::load(&sources()).expect("fits");
+            jail.set_env("TELECMI_BRIDGE_SERVER__BODY_LIMIT_BYTES", largest + 1);
+            let error = Settings::load(&sources()).unwrap_err().to_string();
+            assert!(
+                error.contains("server.body_limit_bytes")
+                    && error.contains("message.max.bytes")
+                    && error.contains(&largest.to_string()),
+                "{error}"
+            );
+            jail.set_env(
+                "TELECMI_BRIDGE_KAFKA__PROPERTIES",
+                "{\"message.max.bytes\"=2000000}",
+            );
+            Settings::load(&sources()).expect("a larger message size");
+            jail.set_env(
+                "TELECMI_BRIDGE_KAFKA__PROPERTIES",
+                "{\"message.max.bytes\"=\"lots\"}",
+            );
+            let error = Settings::load(&sources()).unwrap_err().to_string();
+            assert!(error.contains("message.max.bytes"), "{error}");
             Ok(())
         });
     }

@@ -59,6 +59,9 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => {
+            for warning in settings.warnings() {
+                eprintln!("telecmi-bridge: warning: {warning}");
+            }
             print!("{}", settings.to_redacted_toml());
             ExitCode::SUCCESS
         }
@@ -68,6 +71,9 @@ fn main() -> ExitCode {
 
 fn serve(settings: Settings) -> ExitCode {
     telemetry::init(&settings.logging);
+    for warning in settings.warnings() {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
