@@ -851,10 +851,14 @@ fn secret_list<'de, D: serde::Deserializer<'de>>(
 
 /// Replaces what figment says about a secret key's value (its messages quote the value found)
 /// with the accepted form; messages of the secret deserialisers above never hold the value.
+/// A TOML syntax error loses its quote of the offending line, which may hold a secret.
 fn without_secret_values(error: figment::Error) -> figment::Error {
     let scrubbed: Vec<figment::Error> = error
         .into_iter()
         .map(|mut error| {
+            if let figment::error::Kind::Message(message) = &mut error.kind {
+                *message = without_quoted_lines(message);
+            }
             let secret = error
                 .path
                 .iter()
@@ -873,6 +877,20 @@ fn without_secret_values(error: figment::Error) -> figment::Error {
         .rev()
         .reduce(|chain, error| chain.chain(error))
         .unwrap_or_else(|| figment::Error::from("invalid configuration".to_owned()))
+}
+
+/// The message without the lines of a quoted source excerpt (`  |`, `2 | tokens = [...`).
+fn without_quoted_lines(message: &str) -> String {
+    let quoted = |line: &str| {
+        let line = line.trim_start();
+        let after_number = line.trim_start_matches(|c: char| c.is_ascii_digit());
+        line.starts_with('|') || (after_number.len() < line.len() && after_number.starts_with(" |"))
+    };
+    message
+        .lines()
+        .filter(|line| !quoted(line))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A secret file's content, without its trailing newlines. The error names the key and the
@@ -1990,6 +2008,21 @@ mod tests {
             );
             let error = Settings::load(&sources()).unwrap_err().to_string();
             assert!(error.contains("message.max.bytes"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_toml_syntax_error_does_not_quote_the_line() {
+        Jail::expect_with(|jail| {
+            jail.create_dir("config")?;
+            jail.create_file(
+                "config/default.toml",
+                "[auth]\nrequired = true\ntokens = [\"SecretInBrokenToml\n",
+            )?;
+            let error = Settings::load(&sources()).unwrap_err().to_string();
+            assert!(!error.contains("SecretInBrokenToml"), "{error}");
+            assert!(error.contains("line 3"), "{error}");
             Ok(())
         });
     }
