@@ -1931,6 +1931,7 @@ mod tests {
     fn tls_weakening_properties_need_an_explicit_flag_and_are_warned_about() {
         for property in [
             "{\"enable.ssl.certificate.verification\"=false}",
+            "{\"enable.ssl.certificate.verification\"=\"false\"}",
             "{\"enable.ssl.certificate.verification\"=\"0\"}",
             "{\"ssl.endpoint.identification.algorithm\"=\"none\"}",
         ] {

@@ -165,3 +165,32 @@ fn a_refused_secret_is_never_printed() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(!text(&output.stdout).contains(secret));
 }
+
+#[test]
+fn check_config_warns_about_kafka_tls_without_verification() {
+    let property = (
+        "TELECMI_BRIDGE_KAFKA__PROPERTIES",
+        "{\"ssl.endpoint.identification.algorithm\"=\"none\"}",
+    );
+    let refused = bridge(&["check-config"], &[property]);
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("kafka.security.allow_insecure_tls"));
+    let allowed = bridge(
+        &["check-config"],
+        &[
+            property,
+            ("TELECMI_BRIDGE_KAFKA__SECURITY__ALLOW_INSECURE_TLS", "true"),
+        ],
+    );
+    assert!(allowed.status.success(), "{}", text(&allowed.stderr));
+    assert!(
+        text(&allowed.stderr).contains("warning"),
+        "{}",
+        text(&allowed.stderr)
+    );
+    assert!(
+        text(&allowed.stdout).contains("\"ssl.endpoint.identification.algorithm\" = \"none\""),
+        "{}",
+        text(&allowed.stdout)
+    );
+}
