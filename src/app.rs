@@ -96,6 +96,9 @@ fn metrics_handle() -> PrometheusHandle {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        for warning in settings.warnings() {
+            tracing::warn!("{warning}");
+        }
         let metrics = metrics_handle();
         let spool = match settings.delivery.mode {
             DeliveryMode::Kafka => None,

@@ -71,9 +71,6 @@ fn main() -> ExitCode {
 
 fn serve(settings: Settings) -> ExitCode {
     telemetry::init(&settings.logging);
-    for warning in settings.warnings() {
-        tracing::warn!("{warning}");
-    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

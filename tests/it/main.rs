@@ -7,8 +7,8 @@ mod fixtures;
 mod golden;
 mod helpers;
 mod ingest;
+mod kafka_message_size;
 mod limits;
-mod message_size;
 mod privacy;
 // The bridge as a process, shared with the fault suite, which uses the parts this one does not.
 #[allow(dead_code)]

@@ -1,11 +1,12 @@
 //! Whom the bridge believes: the one forwarding header the trusted proxy sets, signed
-//! timestamps against replay.
+//! timestamps against replay; and secrets in the configuration, never printed.
 
 use serde_json::Value;
 use telecmi_bridge::Settings;
 use telecmi_bridge::config::SignatureEncoding;
 use telecmi_bridge::http::signature::{sign, sign_with_timestamp};
 
+use crate::cli::{bridge, text};
 use crate::helpers::{TestApp, spawn_app, test_settings};
 use crate::scenarios::accepted;
 
@@ -179,4 +180,75 @@ async fn a_signed_request_replayed_outside_the_window_is_refused() {
     )
     .await;
     assert_eq!(app.record_count(), 1, "only the fresh request is published");
+}
+
+/// The start-up error of a secret that cannot be used never shows it (container logs keep
+/// stderr), and says what is accepted.
+#[test]
+fn a_refused_secret_is_never_printed() {
+    let secret = "SomeTokenWithoutBrackets";
+    let cases = [
+        vec![("TELECMI_BRIDGE_AUTH__TOKENS", secret)],
+        vec![
+            ("TELECMI_BRIDGE_AUTH__TOKENS", "[SomeTokenWithoutBrackets"),
+            ("TELECMI_BRIDGE_AUTH__REQUIRED", "true"),
+        ],
+        vec![(
+            "TELECMI_BRIDGE_PRIVACY__HMAC_KEY",
+            "{SomeTokenWithoutBrackets=1}",
+        )],
+        vec![(
+            "TELECMI_BRIDGE_KAFKA__SECURITY__SASL_PASSWORD",
+            "[\"SomeTokenWithoutBrackets\"]",
+        )],
+    ];
+    for env in cases {
+        let output = bridge(&["check-config"], &env);
+        let stderr = text(&output.stderr);
+        assert!(!output.status.success(), "{env:?} was accepted");
+        assert!(!stderr.contains(secret), "{env:?}: {stderr}");
+        assert!(
+            stderr.contains("auth.") || stderr.contains("secret"),
+            "{env:?}: {stderr}"
+        );
+    }
+    // Once required, the same bare value is one token, and check-config redacts it.
+    let output = bridge(
+        &["check-config"],
+        &[
+            ("TELECMI_BRIDGE_AUTH__TOKENS", secret),
+            ("TELECMI_BRIDGE_AUTH__REQUIRED", "true"),
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(!text(&output.stdout).contains(secret));
+}
+
+#[test]
+fn check_config_warns_about_kafka_tls_without_verification() {
+    let property = (
+        "TELECMI_BRIDGE_KAFKA__PROPERTIES",
+        "{\"ssl.endpoint.identification.algorithm\"=\"none\"}",
+    );
+    let refused = bridge(&["check-config"], &[property]);
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("kafka.security.allow_insecure_tls"));
+    let allowed = bridge(
+        &["check-config"],
+        &[
+            property,
+            ("TELECMI_BRIDGE_KAFKA__SECURITY__ALLOW_INSECURE_TLS", "true"),
+        ],
+    );
+    assert!(allowed.status.success(), "{}", text(&allowed.stderr));
+    assert!(
+        text(&allowed.stderr).contains("warning"),
+        "{}",
+        text(&allowed.stderr)
+    );
+    assert!(
+        text(&allowed.stdout).contains("\"ssl.endpoint.identification.algorithm\" = \"none\""),
+        "{}",
+        text(&allowed.stdout)
+    );
 }
