@@ -96,9 +96,6 @@ fn metrics_handle() -> PrometheusHandle {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        for warning in settings.warnings() {
-            tracing::warn!("{warning}");
-        }
         let metrics = metrics_handle();
         let spool = match settings.delivery.mode {
             DeliveryMode::Kafka => None,
@@ -110,6 +107,9 @@ impl Application {
                 Some(spool)
             }
         };
+        for warning in settings.warnings() {
+            tracing::warn!("{warning}");
+        }
         let topics = settings.routing.all_topics();
         let (embedded, bootstrap_servers) = match &settings.kafka.bootstrap_servers {
             Bootstrap::Embedded => {
