@@ -89,6 +89,9 @@ impl Application {
                 Some(spool)
             }
         };
+        for warning in settings.warnings() {
+            tracing::warn!("{warning}");
+        }
         let topics = settings.routing.all_topics();
         let (embedded, bootstrap_servers) = match &settings.kafka.bootstrap_servers {
             Bootstrap::Embedded => {
@@ -242,6 +245,7 @@ impl Application {
             callers: Arc::new(SourcePolicy::new(
                 &settings.auth.allowed_networks,
                 &settings.auth.trusted_proxies,
+                settings.auth.forwarded_header,
             )),
             signature: Signature::new(&settings.auth).map(Arc::new),
             rate_limit: rate_limit.clone(),

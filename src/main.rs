@@ -76,6 +76,9 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => {
+            for warning in settings.warnings() {
+                eprintln!("telecmi-bridge: warning: {warning}");
+            }
             print!("{}", settings.to_redacted_toml());
             ExitCode::SUCCESS
         }

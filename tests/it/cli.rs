@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-fn bridge(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub fn bridge(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_telecmi-bridge"));
     command
         .args(args)
@@ -15,7 +15,7 @@ fn bridge(args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().expect("run telecmi-bridge")
 }
 
-fn text(bytes: &[u8]) -> String {
+pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -26,6 +26,7 @@ fn check_config_prints_the_effective_configuration_with_secrets_redacted() {
         &["check-config"],
         &[
             ("TELECMI_BRIDGE_AUTH__TOKENS", &format!("[{token}]")),
+            ("TELECMI_BRIDGE_AUTH__REQUIRED", "true"),
             ("TELECMI_BRIDGE_KAFKA__LINGER_MS", "7"),
         ],
     );
