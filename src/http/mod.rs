@@ -246,7 +246,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::config::{AuthSettings, RoutingSettings};
+    use crate::config::{AuthSettings, ForwardedHeader, RoutingSettings};
     use crate::http::auth::Auth;
     use crate::http::source::SourcePolicy;
     use crate::pipeline::{OutboundRecord, Router as EventRouter};
@@ -267,7 +267,7 @@ mod tests {
             dedup: None,
             router: Arc::new(EventRouter::new(&RoutingSettings::default())),
             auth: Arc::new(Auth::new(&AuthSettings::default())),
-            callers: Arc::new(SourcePolicy::new(&[], &[])),
+            callers: Arc::new(SourcePolicy::new(&[], &[], ForwardedHeader::default())),
             signature: None,
             rate_limit: None,
             privacy: None,
