@@ -112,34 +112,65 @@ impl Refusals {
     }
 
     /// Refused events whose time has come, in spool order; each is in flight until it is
-    /// refused again, settled, or put off.
+    /// refused again, settled, or put off. Every event that used up its attempts is due for
+    /// the quarantine, but only one is tried again at a time, and only the oldest of its keys:
+    /// a broker refuses a batch as a whole (its size, say), so refused events tried together
+    /// could keep failing each other.
     pub(super) fn due(&mut self, now: Instant) -> Vec<(u64, Due)> {
-        let max_attempts = self.max_attempts;
-        self.refused
-            .iter_mut()
-            .filter(|(_, refused)| !refused.in_flight && refused.next_attempt <= now)
-            .map(|(sequence, refused)| {
+        let mut retrying = self.retrying();
+        let ready: Vec<u64> = self
+            .refused
+            .iter()
+            .filter(|(sequence, refused)| {
+                !refused.in_flight
+                    && refused.next_attempt <= now
+                    && !self.waits(**sequence, &refused.keys)
+            })
+            .map(|(sequence, _)| *sequence)
+            .collect();
+        let mut due = Vec::new();
+        for sequence in ready {
+            let Some(refused) = self.refused.get_mut(&sequence) else {
+                continue;
+            };
+            if refused.attempts >= self.max_attempts {
                 refused.in_flight = true;
-                let due = if refused.attempts >= max_attempts {
+                due.push((
+                    sequence,
                     Due::Quarantine {
                         attempts: refused.attempts,
                         error: refused.error.clone(),
-                    }
-                } else {
-                    Due::Retry
-                };
-                (*sequence, due)
-            })
-            .collect()
+                    },
+                ));
+            } else if !retrying {
+                retrying = true;
+                refused.in_flight = true;
+                due.push((sequence, Due::Retry));
+            }
+        }
+        due
     }
 
-    /// When the next refused event falls due, unless all are in flight.
+    /// When [`Self::due`] next has something to hand out, if it will without another event
+    /// settling first.
     pub(super) fn next_due(&self) -> Option<Instant> {
+        let retrying = self.retrying();
+        self.refused
+            .iter()
+            .filter(|(sequence, refused)| {
+                !refused.in_flight
+                    && (refused.attempts >= self.max_attempts || !retrying)
+                    && !self.waits(**sequence, &refused.keys)
+            })
+            .map(|(_, refused)| refused.next_attempt)
+            .min()
+    }
+
+    /// Whether a refused event is being tried again now.
+    fn retrying(&self) -> bool {
         self.refused
             .values()
-            .filter(|refused| !refused.in_flight)
-            .map(|refused| refused.next_attempt)
-            .min()
+            .any(|refused| refused.in_flight && refused.attempts < self.max_attempts)
     }
 
     /// Tries a due event again later: its quarantine could not be written.
@@ -321,6 +352,27 @@ mod tests {
         assert_eq!(refusals.next_due(), Some(last + Duration::from_secs(3)));
         assert!(refusals.settled(7).is_empty());
         assert_eq!(refusals.refused(), 0);
+    }
+
+    #[test]
+    fn refused_events_are_tried_again_one_at_a_time_and_the_oldest_of_a_key_first() {
+        let now = Instant::now();
+        let mut refusals = Refusals::new(5, Duration::from_secs(1));
+        refusals.refuse(1, vec!["a".to_owned()], "refused".to_owned(), now);
+        refusals.refuse(2, vec!["a".to_owned()], "refused".to_owned(), now);
+        refusals.refuse(3, vec!["b".to_owned()], "refused".to_owned(), now);
+        let later = now + Duration::from_secs(1);
+        assert_eq!(refusals.due(later), vec![(1, Due::Retry)], "one at a time");
+        assert!(refusals.due(later).is_empty());
+        assert_eq!(refusals.next_due(), None, "nothing until the retry settles");
+        assert!(refusals.settled(1).is_empty());
+        assert_eq!(
+            refusals.due(later),
+            vec![(2, Due::Retry)],
+            "the next of the key once the first is delivered"
+        );
+        refusals.refuse(2, vec!["a".to_owned()], "refused".to_owned(), later);
+        assert_eq!(refusals.due(later), vec![(3, Due::Retry)]);
     }
 
     #[test]
