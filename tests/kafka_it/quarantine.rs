@@ -107,7 +107,7 @@ async fn a_record_the_broker_refuses_for_good_is_quarantined_while_its_key_waits
 
     let (refused, _) = accepted(app.post_json(&event("answered", blocked, 1, 30_000)).await).await;
     app.wait_for_readiness("the padded event refused and retried", |_, body| {
-        body["spool"]["refused"] == 1
+        body["spool"]["kafka_refused"] == 1
     })
     .await;
 
@@ -126,7 +126,7 @@ async fn a_record_the_broker_refuses_for_good_is_quarantined_while_its_key_waits
     // Everything but the refused event and the one held behind it forwarded and removed.
     app.wait_for_readiness(
         "other keys forwarded while the refused one is retried",
-        |_, body| body["spool"]["events"] == 2 && body["spool"]["refused"] == 1,
+        |_, body| body["spool"]["events"] == 2 && body["spool"]["kafka_refused"] == 1,
     )
     .await;
     let spool = spool_state(&app).await;
@@ -141,7 +141,7 @@ async fn a_record_the_broker_refuses_for_good_is_quarantined_while_its_key_waits
 
     app.wait_for_readiness("quarantined, and the key went on", |_, body| {
         body["spool"]["quarantined"] == 1
-            && body["spool"]["refused"] == 0
+            && body["spool"]["kafka_refused"] == 0
             && body["spool"]["events"] == 0
     })
     .await;

@@ -138,7 +138,7 @@ impl Forwarder {
                 }
             }
             self.shared
-                .refused
+                .kafka_refused
                 .store(self.refusals.refused() as u64, Ordering::Relaxed);
 
             if in_flight.is_empty() {

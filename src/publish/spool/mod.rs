@@ -152,7 +152,7 @@ struct Shared {
     commits: AtomicU64,
     quarantined: AtomicU64,
     /// Written by the forwarder: events Kafka refused for good and not yet settled.
-    refused: AtomicU64,
+    kafka_refused: AtomicU64,
     write_error: Mutex<Option<String>>,
 }
 
@@ -216,7 +216,7 @@ pub struct SpoolStatus {
     pub commits: u64,
     /// Events Kafka refused for good and that are tried again; later events of their keys
     /// wait for them.
-    pub refused: u64,
+    pub kafka_refused: u64,
     /// Events Kafka refused for good, kept in the spool file's quarantine for an operator;
     /// outside `events`, `bytes` and their limits.
     pub quarantined: u64,
@@ -274,7 +274,7 @@ impl Spool {
             bytes: AtomicU64::new(contents.bytes),
             commits: AtomicU64::new(0),
             quarantined: AtomicU64::new(contents.quarantined),
-            refused: AtomicU64::new(0),
+            kafka_refused: AtomicU64::new(0),
             write_error: Mutex::new(None),
         });
         let committed = Arc::new(Notify::new());
@@ -386,7 +386,7 @@ impl SpoolMonitor {
             max_bytes: self.max_bytes,
             oldest_age_seconds,
             commits: self.shared.commits.load(Ordering::Relaxed),
-            refused: self.shared.refused.load(Ordering::Relaxed),
+            kafka_refused: self.shared.kafka_refused.load(Ordering::Relaxed),
             quarantined: self.shared.quarantined.load(Ordering::Relaxed),
             write_error: lock(&self.shared.write_error).clone(),
         }
