@@ -270,11 +270,10 @@ impl Forwarder {
     fn refuse(&mut self, sequence: u64, keys: Vec<String>, error: &PublishError) {
         let first = self
             .refusals
-            .refuse(sequence, keys.clone(), error.to_string(), Instant::now());
+            .refuse(sequence, keys, error.to_string(), Instant::now());
         if first {
             tracing::warn!(
                 sequence,
-                ?keys,
                 %error,
                 "Kafka refused a spooled event for good; later events of its keys wait while \
                  it is tried again, then it goes to the quarantine"
