@@ -3,10 +3,10 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -71,32 +71,10 @@ pub struct Application {
     embedded: Option<EmbeddedCluster>,
 }
 
-/// The process-wide Prometheus recorder; every `Application` in a process shares it.
-fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let buckets = [
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ];
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full("telecmi_bridge_publish_duration_seconds".to_owned()),
-                    &buckets,
-                )
-                .unwrap_or_else(|_| PrometheusBuilder::new());
-            let recorder = builder.build_recorder();
-            let handle = recorder.handle();
-            // Fails only if another recorder is installed, in which case ours stays empty.
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
-}
-
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        let metrics = metrics_handle();
+        let metrics = crate::metrics::recorder();
+        crate::metrics::register_at_start(&settings);
         let spool = match settings.delivery.mode {
             DeliveryMode::Kafka => None,
             DeliveryMode::Spool => {

@@ -441,7 +441,8 @@ pub struct PrivacySettings {
     pub mode: PrivacyMode,
     /// The HMAC-SHA256 key of `hmac` mode (16+ characters).
     pub hmac_key: Option<SecretValue>,
-    /// Top-level payload fields holding phone numbers.
+    /// Payload fields holding phone numbers, matched at any depth without regard to case, `_`
+    /// or `-`; an entry with dots (`custom.lead.mobile`) is one path from the top.
     pub phone_fields: Vec<String>,
 }
 
@@ -450,7 +451,7 @@ impl Default for PrivacySettings {
         Self {
             mode: PrivacyMode::Off,
             hmac_key: None,
-            phone_fields: ["from", "to", "callerid", "virtual_number"]
+            phone_fields: ["from", "to", "callerid", "virtual_number", "did"]
                 .map(str::to_owned)
                 .to_vec(),
         }
@@ -894,6 +895,17 @@ impl Settings {
                 "privacy.hmac_key: hmac mode needs a key of at least 16 characters".to_owned(),
             );
         }
+        if let Some(field) = self
+            .privacy
+            .phone_fields
+            .iter()
+            .find(|field| field.split('.').any(str::is_empty))
+        {
+            return invalid(format!(
+                "privacy.phone_fields: {field:?} has an empty name; write a field name or a \
+                 dotted path such as \"custom.lead.mobile\""
+            ));
+        }
         if self.auth.query_param.is_empty() || self.auth.header.is_empty() {
             return invalid("auth.query_param and auth.header must not be empty".to_owned());
         }
@@ -1073,6 +1085,11 @@ mod tests {
             ("TELECMI_BRIDGE_AUTH__REQUIRED", "true", "auth.tokens"),
             ("TELECMI_BRIDGE_SERVER__LISTEN", "nowhere", "listen"),
             ("TELECMI_BRIDGE_KAFKA__COMPRESSION", "brotli", "compression"),
+            (
+                "TELECMI_BRIDGE_PRIVACY__PHONE_FIELDS",
+                "[\"from\", \"custom..mobile\"]",
+                "privacy.phone_fields",
+            ),
             (
                 "TELECMI_BRIDGE_KAFKA__PROPERTIES__ACKS",
                 "1",

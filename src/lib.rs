@@ -4,8 +4,10 @@
 pub mod app;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod pipeline;
 pub mod publish;
+pub mod replay;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -122,3 +122,44 @@ fn serve_refuses_a_corrupt_spool_and_keeps_it_aside() {
     assert!(kept[0].to_string_lossy().contains("spool.redb.corrupt-"));
     assert_eq!(std::fs::read(&kept[0]).expect("kept"), b"not a spool");
 }
+
+#[test]
+fn replay_names_each_bad_line_and_publishes_nothing_unless_told_to_skip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("capture.jsonl");
+    std::fs::write(
+        &file,
+        "{\"type\":\"cdr\",\"status\":\"answered\",\"cmiuuid\":\"r-1\"}\n\n[1]\n{\"type\":\n",
+    )
+    .expect("file");
+    let path = file.to_str().expect("path");
+    // The embedded cluster would be refused for a publishing run: this one must stop earlier.
+    let refused = bridge(&["replay", path], &[]);
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stderr));
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("{path}:3: json_not_object")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{path}:4: malformed_json")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was published"), "{stderr}");
+
+    let checked = bridge(&["replay", "--dry-run", "--skip-bad-lines", path], &[]);
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    assert!(
+        text(&checked.stdout).contains("would publish 1 of 3 events; 2 bad line(s) skipped"),
+        "{}",
+        text(&checked.stdout)
+    );
+
+    let embedded = bridge(&["replay", "--skip-bad-lines", path], &[]);
+    assert!(!embedded.status.success());
+    assert!(
+        text(&embedded.stderr).contains("TELECMI_BRIDGE_KAFKA__BOOTSTRAP_SERVERS"),
+        "{}",
+        text(&embedded.stderr)
+    );
+}

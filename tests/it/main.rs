@@ -8,6 +8,7 @@ mod golden;
 mod helpers;
 mod ingest;
 mod limits;
+mod monitoring;
 mod privacy;
 // The bridge as a process, shared with the fault suite, which uses the parts this one does not.
 #[allow(dead_code)]

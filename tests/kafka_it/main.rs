@@ -3,6 +3,7 @@
 
 mod broker;
 mod quarantine;
+mod replay;
 mod sasl;
 mod tls;
 // Shared with the mock-cluster suite, which uses the parts this binary does not.
