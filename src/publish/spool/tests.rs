@@ -381,3 +381,68 @@ async fn a_quarantined_event_leaves_the_spool_and_is_kept_with_why_across_restar
     assert_eq!(entry.event, original[0].1, "the event unchanged");
     spool.close();
 }
+
+/// Records on `topics` of a mock cluster, by high watermark.
+fn records_on(
+    cluster: &rdkafka::mocking::MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    topics: &[&str],
+) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .create()
+        .expect("consumer");
+    topics
+        .iter()
+        .map(|topic| {
+            consumer
+                .fetch_watermarks(topic, 0, Duration::from_secs(5))
+                .expect("watermarks")
+                .1
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failed_removal_commit_the_forwarder_retries_it_and_sends_nothing_twice() {
+    use crate::config::{DeliveryMode, DeliverySettings, KafkaSettings, kafka_client_config};
+    let topics = ["telecmi.event.answered", "telecmi.calls"];
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    for topic in topics {
+        cluster.create_topic(topic, 1, 1).expect("topic");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(&settings(&dir)).expect("open");
+    spool_events(&spool, 3).await;
+    let delivery = DeliverySettings {
+        mode: DeliveryMode::Spool,
+        ..DeliverySettings::default()
+    };
+    let client_config = kafka_client_config(
+        &KafkaSettings::default(),
+        &cluster.bootstrap_servers(),
+        &delivery,
+    );
+    let forwarder = spool.forwarder(client_config).expect("forwarder");
+
+    // The forwarder's first removal fails; only a confirmed one lets it read the file again.
+    spool.store.failing_commits.store(1, Ordering::Release);
+    let control = ForwarderControl::default();
+    control.drain.cancel();
+    let forwarding = tokio::spawn(forwarder.run(control.clone()));
+    let drained = tokio::time::timeout(Duration::from_secs(20), forwarding)
+        .await
+        .expect("the forwarder drains the spool")
+        .expect("forwarder task");
+    assert!(drained, "the spool was found empty");
+    assert_eq!(spool.monitor().status().events, 0, "removed in the end");
+    assert_eq!(
+        spool.store.failing_commits.load(Ordering::Acquire),
+        0,
+        "the injected failure was met"
+    );
+    assert_eq!(records_on(&cluster, &topics), 6, "each record sent once");
+    tokio::task::spawn_blocking(|| spool.close())
+        .await
+        .expect("close");
+}
