@@ -370,8 +370,8 @@ async fn without_the_window_a_resend_is_published_again_under_the_same_id() {
 async fn an_event_kafka_refuses_for_good_is_quarantined_and_only_its_key_waits_meanwhile() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut settings = spool_settings(&dir);
-    settings.spool.quarantine_after_attempts = 4;
-    settings.spool.retry_backoff_max_ms = 2_000;
+    settings.spool.quarantine_after_attempts = 5;
+    settings.spool.retry_backoff_max_ms = 3_000;
     let forbidden = settings.routing.event_topics["answered"].clone();
     let (settings, cluster, topics) = on_controlled_cluster(settings);
     let spool_settings = settings.spool.clone();
@@ -442,7 +442,7 @@ async fn an_event_kafka_refuses_for_good_is_quarantined_and_only_its_key_waits_m
     let quarantined = spool.quarantined().expect("quarantine");
     spool.close();
     assert_eq!(quarantined.len(), 1);
-    assert_eq!(quarantined[0].1.attempts, 4);
+    assert_eq!(quarantined[0].1.attempts, 5);
     assert!(
         quarantined[0].1.error.contains("uthoriz"),
         "{}",

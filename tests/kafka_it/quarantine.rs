@@ -93,7 +93,7 @@ async fn a_record_the_broker_refuses_for_good_is_quarantined_while_its_key_waits
     settings.delivery.mode = DeliveryMode::Spool;
     settings.spool.path = dir.path().join("spool.redb");
     settings.spool.quarantine_after_attempts = ATTEMPTS;
-    settings.spool.retry_backoff_max_ms = 2_000;
+    settings.spool.retry_backoff_max_ms = 3_000;
     let small_topic = format!("{prefix}telecmi.event.answered");
     create_small_topic(&small_topic).await;
     let spool_settings = settings.spool.clone();

@@ -106,18 +106,14 @@ impl Refusals {
         refused.next_attempt = if refused.attempts >= self.max_attempts {
             now
         } else {
-            now + delay_after(refused.attempts, self.max_delay)
+            now + delay_after(sequence, refused.attempts, self.max_delay)
         };
         first
     }
 
-    /// Refused events whose time has come, in spool order; each is in flight until it is
-    /// refused again, settled, or put off. Every event that used up its attempts is due for
-    /// the quarantine, but only one is tried again at a time, and only the oldest of its keys:
-    /// a broker refuses a batch as a whole (its size, say), so refused events tried together
-    /// could keep failing each other.
+    /// Refused events whose time has come, in spool order, each only once no earlier event of
+    /// its keys waits; each is in flight until it is refused again, settled, or put off.
     pub(super) fn due(&mut self, now: Instant) -> Vec<(u64, Due)> {
-        let mut retrying = self.retrying();
         let ready: Vec<u64> = self
             .refused
             .iter()
@@ -128,49 +124,35 @@ impl Refusals {
             })
             .map(|(sequence, _)| *sequence)
             .collect();
-        let mut due = Vec::new();
-        for sequence in ready {
-            let Some(refused) = self.refused.get_mut(&sequence) else {
-                continue;
-            };
-            if refused.attempts >= self.max_attempts {
+        let max_attempts = self.max_attempts;
+        ready
+            .into_iter()
+            .filter_map(|sequence| {
+                let refused = self.refused.get_mut(&sequence)?;
                 refused.in_flight = true;
-                due.push((
-                    sequence,
+                let due = if refused.attempts >= max_attempts {
                     Due::Quarantine {
                         attempts: refused.attempts,
                         error: refused.error.clone(),
-                    },
-                ));
-            } else if !retrying {
-                retrying = true;
-                refused.in_flight = true;
-                due.push((sequence, Due::Retry));
-            }
-        }
-        due
+                    }
+                } else {
+                    Due::Retry
+                };
+                Some((sequence, due))
+            })
+            .collect()
     }
 
     /// When [`Self::due`] next has something to hand out, if it will without another event
     /// settling first.
     pub(super) fn next_due(&self) -> Option<Instant> {
-        let retrying = self.retrying();
         self.refused
             .iter()
             .filter(|(sequence, refused)| {
-                !refused.in_flight
-                    && (refused.attempts >= self.max_attempts || !retrying)
-                    && !self.waits(**sequence, &refused.keys)
+                !refused.in_flight && !self.waits(**sequence, &refused.keys)
             })
             .map(|(_, refused)| refused.next_attempt)
             .min()
-    }
-
-    /// Whether a refused event is being tried again now.
-    fn retrying(&self) -> bool {
-        self.refused
-            .values()
-            .any(|refused| refused.in_flight && refused.attempts < self.max_attempts)
     }
 
     /// Tries a due event again later: its quarantine could not be written.
@@ -257,9 +239,16 @@ pub(super) fn keys_of(event: &SpooledEvent) -> Vec<String> {
     keys
 }
 
-fn delay_after(attempts: u32, max_delay: Duration) -> Duration {
+/// The delay before the next attempt, shortened by up to half by the event's sequence number.
+/// A broker refuses a record batch as a whole (its size, say), so events refused in one batch
+/// would, tried again together, land in one batch again and keep failing each other into the
+/// quarantine; spread apart, each is tried on its own.
+fn delay_after(sequence: u64, attempts: u32, max_delay: Duration) -> Duration {
     let doublings = attempts.saturating_sub(1).min(16);
-    FIRST_DELAY.saturating_mul(1 << doublings).min(max_delay)
+    let delay = FIRST_DELAY.saturating_mul(1 << doublings).min(max_delay);
+    // Fibonacci hashing: consecutive sequences land far apart in [0, 1).
+    let spread = (sequence.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1_u64 << 53) as f64;
+    delay.mul_f64(1.0 - spread / 2.0)
 }
 
 #[cfg(test)]
@@ -318,15 +307,16 @@ mod tests {
         let start = Instant::now();
         let mut refusals = Refusals::new(3, Duration::from_secs(3));
         let keys = || vec!["a".to_owned()];
-        assert!(refusals.refuse(7, keys(), "refused 1".to_owned(), start));
+        // Sequence 0: its delays are not shortened.
+        assert!(refusals.refuse(0, keys(), "refused 1".to_owned(), start));
         assert!(refusals.due(start).is_empty(), "not before the delay");
         assert_eq!(refusals.next_due(), Some(start + Duration::from_secs(1)));
 
         let later = start + Duration::from_secs(1);
-        assert_eq!(refusals.due(later), vec![(7, Due::Retry)]);
+        assert_eq!(refusals.due(later), vec![(0, Due::Retry)]);
         assert_eq!(refusals.next_due(), None, "in flight");
         assert!(refusals.due(later).is_empty(), "handed out once");
-        assert!(!refusals.refuse(7, keys(), "refused 2".to_owned(), later));
+        assert!(!refusals.refuse(0, keys(), "refused 2".to_owned(), later));
         assert_eq!(
             refusals.next_due(),
             Some(later + Duration::from_secs(2)),
@@ -334,12 +324,12 @@ mod tests {
         );
 
         let last = later + Duration::from_secs(2);
-        assert_eq!(refusals.due(last), vec![(7, Due::Retry)]);
-        refusals.refuse(7, keys(), "refused 3".to_owned(), last);
+        assert_eq!(refusals.due(last), vec![(0, Due::Retry)]);
+        refusals.refuse(0, keys(), "refused 3".to_owned(), last);
         assert_eq!(
             refusals.due(last),
             vec![(
-                7,
+                0,
                 Due::Quarantine {
                     attempts: 3,
                     error: "refused 3".to_owned()
@@ -348,31 +338,40 @@ mod tests {
             "at once after the last attempt"
         );
 
-        refusals.put_off(7, last);
+        refusals.put_off(0, last);
         assert_eq!(refusals.next_due(), Some(last + Duration::from_secs(3)));
-        assert!(refusals.settled(7).is_empty());
+        assert!(refusals.settled(0).is_empty());
         assert_eq!(refusals.refused(), 0);
     }
 
     #[test]
-    fn refused_events_are_tried_again_one_at_a_time_and_the_oldest_of_a_key_first() {
+    fn events_refused_together_are_tried_again_apart_and_the_oldest_of_a_key_first() {
+        let max_delay = Duration::from_secs(1);
+        for sequence in 0..1_000 {
+            let delay = delay_after(sequence, 1, max_delay);
+            assert!(delay > max_delay / 2 && delay <= max_delay, "{delay:?}");
+        }
+        let gap = |one: u64, other: u64| {
+            delay_after(one, 1, max_delay).abs_diff(delay_after(other, 1, max_delay))
+        };
+        assert!(gap(1, 2) > Duration::from_millis(50), "{:?}", gap(1, 2));
+        assert!(gap(1, 3) > Duration::from_millis(50), "{:?}", gap(1, 3));
+        assert!(gap(2, 3) > Duration::from_millis(50), "{:?}", gap(2, 3));
+
         let now = Instant::now();
-        let mut refusals = Refusals::new(5, Duration::from_secs(1));
+        let mut refusals = Refusals::new(5, max_delay);
         refusals.refuse(1, vec!["a".to_owned()], "refused".to_owned(), now);
         refusals.refuse(2, vec!["a".to_owned()], "refused".to_owned(), now);
         refusals.refuse(3, vec!["b".to_owned()], "refused".to_owned(), now);
-        let later = now + Duration::from_secs(1);
-        assert_eq!(refusals.due(later), vec![(1, Due::Retry)], "one at a time");
-        assert!(refusals.due(later).is_empty());
-        assert_eq!(refusals.next_due(), None, "nothing until the retry settles");
-        assert!(refusals.settled(1).is_empty());
+        let later = now + max_delay;
         assert_eq!(
             refusals.due(later),
-            vec![(2, Due::Retry)],
-            "the next of the key once the first is delivered"
+            vec![(1, Due::Retry), (3, Due::Retry)],
+            "2 waits for the earlier event of its key"
         );
-        refusals.refuse(2, vec!["a".to_owned()], "refused".to_owned(), later);
-        assert_eq!(refusals.due(later), vec![(3, Due::Retry)]);
+        assert_eq!(refusals.next_due(), None);
+        assert!(refusals.settled(1).is_empty());
+        assert_eq!(refusals.due(later), vec![(2, Due::Retry)]);
     }
 
     #[test]
