@@ -390,6 +390,10 @@ async fn monitor_spool(monitor: SpoolMonitor, readiness: Readiness, stop: Cancel
             metrics::gauge!("telecmi_bridge_spool_bytes").set(status.bytes as f64);
             metrics::gauge!("telecmi_bridge_spool_oldest_age_seconds")
                 .set(status.oldest_age_seconds);
+            metrics::gauge!("telecmi_bridge_spool_kafka_refused_events")
+                .set(status.kafka_refused as f64);
+            metrics::gauge!("telecmi_bridge_spool_quarantined_events")
+                .set(status.quarantined as f64);
             readiness.set_spool(status);
         }
         tokio::select! {

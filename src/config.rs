@@ -463,6 +463,9 @@ pub struct SpoolSettings {
     pub forward_window: usize,
     /// Longest pause between attempts when Kafka refuses a spooled record.
     pub retry_backoff_max_ms: u64,
+    /// Attempts at an event Kafka refuses for good (too large, not authorised, no such topic)
+    /// before it is moved to the spool's quarantine; until then later events of its key wait.
+    pub quarantine_after_attempts: u32,
 }
 
 impl Default for SpoolSettings {
@@ -474,6 +477,7 @@ impl Default for SpoolSettings {
             on_corrupt: OnCorrupt::Refuse,
             forward_window: 10_000,
             retry_backoff_max_ms: 30_000,
+            quarantine_after_attempts: 5,
         }
     }
 }
@@ -1186,6 +1190,10 @@ impl Settings {
             (
                 "spool.retry_backoff_max_ms",
                 self.spool.retry_backoff_max_ms,
+            ),
+            (
+                "spool.quarantine_after_attempts",
+                u64::from(self.spool.quarantine_after_attempts),
             ),
             ("dedup.window_seconds", self.dedup.window_seconds),
             ("dedup.max_entries", self.dedup.max_entries),

@@ -200,6 +200,19 @@ pub const CATALOGUE: &[Metric] = &[
         "Events the spool refused, by reason (full, write_error).",
         &[&[("reason", "full")], &[("reason", "write_error")]],
     )),
+    spool(gauge(
+        "telecmi_bridge_spool_kafka_refused_events",
+        "Spooled events Kafka refused for good, being tried again; later events of their keys wait.",
+    )),
+    spool(gauge(
+        "telecmi_bridge_spool_quarantined_events",
+        "Events in the spool file's quarantine: refused by Kafka for good, kept, not forwarded.",
+    )),
+    spool(counter(
+        "telecmi_bridge_spool_quarantined_total",
+        "Events moved to the spool's quarantine after Kafka refused them for good.",
+        UNLABELLED,
+    )),
     spool(histogram(
         "telecmi_bridge_spool_commit_seconds",
         "Time to commit (fsync) one group of spooled events.",

@@ -360,10 +360,21 @@ pub(crate) fn classify(error: &KafkaError, topic: &TopicName) -> PublishError {
         | RDKafkaErrorCode::InvalidMessage
         | RDKafkaErrorCode::InvalidMessageSize
         | RDKafkaErrorCode::InvalidRecord
+        | RDKafkaErrorCode::MessageBatchTooLarge
+        | RDKafkaErrorCode::PolicyViolation
         | RDKafkaErrorCode::TopicAuthorizationFailed
         | RDKafkaErrorCode::InvalidTopic => PublishError::Rejected(error.to_string()),
         _ => PublishError::Unavailable(error.to_string()),
     }
+}
+
+/// Whether Kafka refused a record for good: sending it again as it is cannot succeed until
+/// something outside the bridge changes (the topic's limits, its ACLs, its existence).
+pub(crate) fn refused_for_good(error: &PublishError) -> bool {
+    matches!(
+        error,
+        PublishError::Rejected(_) | PublishError::TopicMissing(_)
+    )
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 //! `cargo test --features kafka-it --test kafka_it` with `KAFKA_BOOTSTRAP_SERVERS` set.
 
 mod broker;
+mod quarantine;
 mod replay;
 mod sasl;
 mod tls;
