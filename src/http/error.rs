@@ -1,6 +1,9 @@
 //! One error type for the HTTP edge and its one mapping to responses: a stable `code`, a human
 //! message, never an internal detail (those are logged).
 
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -8,6 +11,7 @@ use serde_json::json;
 
 use crate::pipeline::RejectReason;
 use crate::publish::PublishError;
+use crate::telemetry::repeats::{Repeats, Verdict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -100,13 +104,32 @@ impl ApiError {
     }
 }
 
+/// During an outage every webhook meets the same cause: it is logged once, then once per
+/// interval with the count of answers held back (the request counter has them all).
+fn admit(cause: &str) -> Verdict {
+    static REPEATS: OnceLock<Mutex<Repeats>> = OnceLock::new();
+    REPEATS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .admit(cause, Instant::now())
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let code = self.code();
         match &self {
-            Self::Publish { error, .. } => tracing::warn!(code, %error, "event not confirmed"),
-            Self::Internal(detail) => tracing::error!(code, detail, "internal error"),
+            Self::Publish { error, .. } => {
+                if let Verdict::Log { held_back } = admit(&format!("{code}: {error}")) {
+                    tracing::warn!(code, %error, held_back, "event not confirmed");
+                }
+            }
+            Self::Internal(detail) => {
+                if let Verdict::Log { held_back } = admit(detail) {
+                    tracing::error!(code, detail, held_back, "internal error");
+                }
+            }
             other => tracing::info!(code, reason = %other, "request refused"),
         }
         let body = Json(json!({"error": {"code": code, "message": self.to_string()}}));

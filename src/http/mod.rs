@@ -85,7 +85,13 @@ pub fn router(state: IngestState, readiness: Readiness, limits: RequestLimits) -
         .layer(middleware::from_fn_with_state(limits.timeout, time_limit))
         .layer(CatchPanicLayer::custom(answer_panic))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        // Not tower-http's default failure hook: it logs every 5xx at ERROR, one line per
+        // request through a whole outage; the cause is logged once by `ApiError`.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_failure(()),
+        )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(middleware::map_request(keep_only_plain_request_id))
         .layer(middleware::from_fn(close_unless_body_read))

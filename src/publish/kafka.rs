@@ -1,7 +1,6 @@
 //! The Kafka publisher: an idempotent `acks=all` producer whose delivery reports answer the
 //! HTTP requests waiting on them.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,94 +16,26 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use super::{PublishError, PublishFuture, Publisher, Receipt};
 use crate::config::TopicName;
 use crate::pipeline::OutboundRecord;
+use crate::telemetry::repeats::{Repeats, Verdict, shape};
 
 /// Routes librdkafka's logs and client-level errors into tracing and metrics, and remembers
 /// a refusal (credentials or TLS): librdkafka reports it only here, while the request that met
-/// it merely times out. Warnings and errors go through a [`LogLimiter`]: with the brokers down,
+/// it merely times out. Warnings and errors go through [`Repeats`]: with the brokers down,
 /// librdkafka repeats itself many times a second.
 #[derive(Default)]
 pub struct BridgeContext {
     refusal: LastRefusal,
-    logs: Mutex<LogLimiter>,
-}
-
-/// How long a repeated message stays quiet after it was logged.
-const LOG_REPEAT_INTERVAL: Duration = Duration::from_secs(30);
-/// Distinct messages remembered at most; librdkafka's vocabulary is far smaller.
-const LOG_KINDS_REMEMBERED: usize = 512;
-
-/// Logs a message the first time, then at most once per [`LOG_REPEAT_INTERVAL`] with the count
-/// of repeats held back since. Messages are the same when they differ only in digits (counts,
-/// durations, ports, however many digits). Pure: the caller passes the clock.
-#[derive(Debug, Default)]
-struct LogLimiter {
-    windows: HashMap<String, RepeatWindow>,
-}
-
-#[derive(Debug)]
-struct RepeatWindow {
-    logged_at: Instant,
-    held_back: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LogVerdict {
-    /// Log it, saying how many like it were held back since it was last logged.
-    Log {
-        held_back: u64,
-    },
-    HoldBack,
-}
-
-impl LogLimiter {
-    fn admit(&mut self, kind: &str, facility: &str, message: &str, now: Instant) -> LogVerdict {
-        let key = format!("{kind}/{facility}/{}", without_digits(message));
-        if let Some(window) = self.windows.get_mut(&key) {
-            if now.duration_since(window.logged_at) < LOG_REPEAT_INTERVAL {
-                window.held_back += 1;
-                return LogVerdict::HoldBack;
-            }
-            let held_back = std::mem::take(&mut window.held_back);
-            window.logged_at = now;
-            return LogVerdict::Log { held_back };
-        }
-        if self.windows.len() >= LOG_KINDS_REMEMBERED {
-            self.windows
-                .retain(|_, window| now.duration_since(window.logged_at) < LOG_REPEAT_INTERVAL);
-        }
-        if self.windows.len() < LOG_KINDS_REMEMBERED {
-            self.windows.insert(
-                key,
-                RepeatWindow {
-                    logged_at: now,
-                    held_back: 0,
-                },
-            );
-        }
-        LogVerdict::Log { held_back: 0 }
-    }
-}
-
-/// The message with every run of digits replaced by one `#`, and without librdkafka's own
-/// count of repeats.
-fn without_digits(message: &str) -> String {
-    let mut shape = String::with_capacity(message.len());
-    for c in message.chars() {
-        if !c.is_ascii_digit() {
-            shape.push(c);
-        } else if !shape.ends_with('#') {
-            shape.push('#');
-        }
-    }
-    shape.replace(", # identical error(s) suppressed", "")
+    logs: Mutex<Repeats>,
 }
 
 impl BridgeContext {
-    fn admit(&self, kind: &str, facility: &str, message: &str) -> LogVerdict {
+    /// librdkafka's own count of repeats does not make another message.
+    fn admit(&self, kind: &str, facility: &str, message: &str) -> Verdict {
+        let message = shape(message).replace(", # identical error(s) suppressed", "");
         self.logs
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .admit(kind, facility, message, Instant::now())
+            .admit(&format!("{kind}/{facility}/{message}"), Instant::now())
     }
 }
 
@@ -159,12 +90,12 @@ impl ClientContext for BridgeContext {
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
             | RDKafkaLogLevel::Error => {
-                if let LogVerdict::Log { held_back } = self.admit("error", facility, message) {
+                if let Verdict::Log { held_back } = self.admit("error", facility, message) {
                     tracing::error!(target: "librdkafka", facility, message, held_back);
                 }
             }
             RDKafkaLogLevel::Warning => {
-                if let LogVerdict::Log { held_back } = self.admit("warn", facility, message) {
+                if let Verdict::Log { held_back } = self.admit("warn", facility, message) {
                     tracing::warn!(target: "librdkafka", facility, message, held_back);
                 }
             }
@@ -185,7 +116,7 @@ impl ClientContext for BridgeContext {
             _ => {}
         }
         let kind = format!("client-error/{error}");
-        if let LogVerdict::Log { held_back } = self.admit(&kind, "", reason) {
+        if let Verdict::Log { held_back } = self.admit(&kind, "", reason) {
             tracing::warn!(target: "librdkafka", %error, reason, held_back, "Kafka client error");
         }
     }
@@ -493,62 +424,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_repeated_message_is_logged_once_then_once_per_interval_with_a_count() {
-        let mut limiter = LogLimiter::default();
-        let start = Instant::now();
-        let refused = |n: u32| {
-            format!(
-                "127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: Connection \
-                 refused (after {n}ms in state CONNECT, {n} identical error(s) suppressed)"
-            )
-        };
-        let at = |millis: u64| start + Duration::from_millis(millis);
+    fn librdkafkas_own_count_of_repeats_does_not_make_another_message() {
+        let context = BridgeContext::default();
+        let refused = "127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: \
+                       Connection refused (after 0ms in state CONNECT)";
         assert_eq!(
-            limiter.admit("error", "FAIL", &refused(0), at(0)),
-            LogVerdict::Log { held_back: 0 }
+            context.admit("error", "FAIL", refused),
+            Verdict::Log { held_back: 0 }
         );
-        let first = "127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: \
-                     Connection refused (after 0ms in state CONNECT)";
+        let counted = "127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: \
+                       Connection refused (after 3ms in state CONNECT, 12 identical error(s) \
+                       suppressed)";
+        assert_eq!(context.admit("error", "FAIL", counted), Verdict::HoldBack);
         assert_eq!(
-            limiter.admit("error", "FAIL", first, at(1)),
-            LogVerdict::HoldBack,
-            "librdkafka's own count of repeats does not make another message"
-        );
-        // librdkafka's rate with the broker down: about 27 lines a second, for 30 seconds.
-        let held: Vec<LogVerdict> = (1..=809)
-            .map(|n| limiter.admit("error", "FAIL", &refused(n), at(u64::from(n) * 37)))
-            .collect();
-        assert!(held.iter().all(|verdict| *verdict == LogVerdict::HoldBack));
-        assert_eq!(
-            limiter.admit("warn", "FAIL", &refused(3), at(1_000)),
-            LogVerdict::Log { held_back: 0 },
+            context.admit("warn", "FAIL", counted),
+            Verdict::Log { held_back: 0 },
             "another level is another message"
         );
-        assert_eq!(
-            limiter.admit("error", "REQTMOUT", "Timed out 1 in-flight", at(1_000)),
-            LogVerdict::Log { held_back: 0 },
-            "another message is logged at once"
-        );
-        assert_eq!(
-            limiter.admit("error", "FAIL", &refused(5), at(30_000)),
-            LogVerdict::Log { held_back: 810 },
-            "one line per interval, with the count held back"
-        );
-        assert_eq!(
-            limiter.admit("error", "FAIL", &refused(6), at(30_001)),
-            LogVerdict::HoldBack
-        );
-    }
-
-    #[test]
-    fn the_limiter_remembers_a_bounded_number_of_messages() {
-        let mut limiter = LogLimiter::default();
-        let start = Instant::now();
-        for n in 0..LOG_KINDS_REMEMBERED * 2 {
-            let facility = format!("F{}", "x".repeat(n));
-            limiter.admit("error", &facility, "message", start);
-        }
-        assert!(limiter.windows.len() <= LOG_KINDS_REMEMBERED);
     }
 
     #[test]
