@@ -86,6 +86,10 @@ pub const CATALOGUE: &[Metric] = &[
         "Answers on the webhook listener, by route template, outcome (ok or the error code) and status.",
         WEBHOOK_OK,
     ),
+    histogram(
+        "telecmi_bridge_http_request_duration_seconds",
+        "Time from a request's head to its answer on the webhook listener, by route template.",
+    ),
     counter(
         "telecmi_bridge_events_published_total",
         "Events Kafka acknowledged in kafka mode, by topic.",

@@ -227,7 +227,10 @@ async fn count_requests(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let started = std::time::Instant::now();
     let response = next.run(request).await;
+    metrics::histogram!("telecmi_bridge_http_request_duration_seconds", "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
     let outcome = response
         .extensions()
         .get::<error::ErrorCode>()
