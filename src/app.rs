@@ -38,8 +38,13 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("could not bind {address}: {source}")]
+    #[error(
+        "could not listen on {address} ({setting}): {source}; choose another address with \
+         {variable}=host:port or `{setting} = \"host:port\"` in a --config file"
+    )]
     Bind {
+        setting: &'static str,
+        variable: &'static str,
         address: SocketAddr,
         source: std::io::Error,
     },
@@ -137,13 +142,28 @@ impl Application {
             .as_ref()
             .map(CertificateStore::open)
             .transpose()?;
-        let bind = |address: SocketAddr| async move {
+        let bind = |address: SocketAddr, setting, variable| async move {
             TcpListener::bind(address)
                 .await
-                .map_err(|source| StartError::Bind { address, source })
+                .map_err(|source| StartError::Bind {
+                    setting,
+                    variable,
+                    address,
+                    source,
+                })
         };
-        let listener = bind(settings.server.listen).await?;
-        let admin_listener = bind(settings.server.admin_listen).await?;
+        let listener = bind(
+            settings.server.listen,
+            "server.listen",
+            "TELECMI_BRIDGE_SERVER__LISTEN",
+        )
+        .await?;
+        let admin_listener = bind(
+            settings.server.admin_listen,
+            "server.admin_listen",
+            "TELECMI_BRIDGE_SERVER__ADMIN_LISTEN",
+        )
+        .await?;
         let spool_status = match &spool {
             Some(spool) => {
                 let monitor = spool.monitor();
@@ -273,12 +293,16 @@ impl Application {
             },
             stop.clone(),
         ));
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         tracing::info!(
             listen = %self.local_addr(),
             admin_listen = %self.admin_addr(),
             tls = self.tls.is_some(),
             delivery_mode = ?settings.delivery.mode,
-            "telecmi-bridge serving"
+            "telecmi-bridge serving: webhook {scheme}://{}{}, metrics http://{}/metrics",
+            self.local_addr(),
+            http::WEBHOOK_PATH,
+            self.admin_addr()
         );
         let connection_limits = http::server::ConnectionLimits {
             header_read_timeout: Duration::from_millis(settings.server.header_read_timeout_ms),

@@ -16,7 +16,15 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// TeleCMI call webhooks in, versioned envelopes out on Kafka topics by status.
 #[derive(Parser)]
-#[command(version)]
+#[command(
+    version,
+    after_help = "Configuration: built-in defaults < config/default.toml < config/<profile>.toml < \
+                  --config FILE < environment variables TELECMI_BRIDGE_<SECTION>__<KEY> (e.g. \
+                  TELECMI_BRIDGE_SERVER__LISTEN=0.0.0.0:8081, \
+                  TELECMI_BRIDGE_KAFKA__BOOTSTRAP_SERVERS=broker:9092, \
+                  TELECMI_BRIDGE_AUTH__TOKENS=<token>). `check-config` prints the result. Every \
+                  key: config/default.toml."
+)]
 struct Cli {
     /// A TOML file layered over config/default.toml and the profile's file.
     #[arg(long, global = true)]

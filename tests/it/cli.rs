@@ -164,3 +164,24 @@ fn replay_names_each_bad_line_and_publishes_nothing_unless_told_to_skip() {
         text(&embedded.stderr)
     );
 }
+
+#[test]
+fn a_port_in_use_names_the_setting_and_how_to_change_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = taken.local_addr().expect("address").to_string();
+    let output = bridge(
+        &["serve"],
+        &[
+            ("TELECMI_BRIDGE_SERVER__LISTEN", address.as_str()),
+            ("TELECMI_BRIDGE_SERVER__ADMIN_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains(&address), "{stderr}");
+    assert!(stderr.contains("(server.listen)"), "{stderr}");
+    assert!(
+        stderr.contains("TELECMI_BRIDGE_SERVER__LISTEN=host:port"),
+        "{stderr}"
+    );
+}
