@@ -52,6 +52,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub envelope: EnvelopeSettings,
     pub logging: LoggingSettings,
+    pub reconcile: crate::reconcile::ReconcileSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -781,6 +782,7 @@ impl Settings {
             .security
             .validate()
             .map_err(ConfigError::Invalid)?;
+        self.reconcile.validate().map_err(ConfigError::Invalid)?;
         let positive = [
             ("delivery.ack_timeout_ms", self.delivery.ack_timeout_ms),
             ("server.request_timeout_ms", self.server.request_timeout_ms),

@@ -6,6 +6,7 @@ pub mod config;
 pub mod http;
 pub mod pipeline;
 pub mod publish;
+pub mod reconcile;
 pub mod shutdown;
 pub mod telemetry;
 
