@@ -3,5 +3,6 @@
 //! counted and, later, published. See `docs/reconcile.md` for what is built so far.
 
 pub mod settings;
+pub mod telecmi;
 
 pub use settings::{Credentials, Product, ReconcileSettings};

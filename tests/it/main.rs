@@ -9,6 +9,7 @@ mod helpers;
 mod ingest;
 mod limits;
 mod privacy;
+mod reconcile_client;
 // The bridge as a process, shared with the fault suite, which uses the parts this one does not.
 #[allow(dead_code)]
 #[path = "../kafka_faults/process.rs"]
@@ -17,4 +18,5 @@ mod redaction;
 mod rejections;
 mod scenarios;
 mod spool;
+mod telecmi_sim;
 mod tls;
