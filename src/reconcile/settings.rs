@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use reqwest::Url;
+use axum::http::Uri;
 use serde::{Deserialize, Serialize};
 
 use crate::config::SecretValue;
@@ -145,14 +145,19 @@ impl ReconcileSettings {
 
     /// The API base: a URL whose scheme is https, or http to a loopback host only (a
     /// simulator), since the app secret travels in every request body.
-    pub fn base_url(&self) -> Result<Url, String> {
+    pub fn base_url(&self) -> Result<Uri, String> {
         let text = self
             .base_url
             .as_deref()
             .unwrap_or(self.product.default_base_url());
-        let url = Url::parse(text)
-            .map_err(|error| format!("reconcile.base_url: {text:?} is not a URL: {error}"))?;
-        let loopback = url.host_str().is_some_and(|host| {
+        let not_a_url = |reason: &dyn std::fmt::Display| {
+            format!("reconcile.base_url: {text:?} is not a URL: {reason}")
+        };
+        let url: Uri = text.parse().map_err(|error| not_a_url(&error))?;
+        if url.authority().is_none() {
+            return Err(not_a_url(&"no host"));
+        }
+        let loopback = url.host().is_some_and(|host| {
             host == "localhost"
                 || host
                     .trim_start_matches('[')
@@ -160,9 +165,9 @@ impl ReconcileSettings {
                     .parse::<IpAddr>()
                     .is_ok_and(|address| address.is_loopback())
         });
-        match url.scheme() {
-            "https" => Ok(url),
-            "http" if loopback => Ok(url),
+        match url.scheme_str() {
+            Some("https") => Ok(url),
+            Some("http") if loopback => Ok(url),
             _ => Err(format!(
                 "reconcile.base_url: {text:?} must be https (http only to a loopback host): \
                  the app secret travels in every request"
@@ -251,7 +256,7 @@ mod tests {
     fn the_base_defaults_to_the_products_documented_base() {
         let chub = ReconcileSettings::default();
         assert_eq!(
-            chub.base_url().expect("valid").as_str(),
+            chub.base_url().expect("valid").to_string(),
             "https://rest.telecmi.com/"
         );
         let india = ReconcileSettings {
@@ -259,7 +264,7 @@ mod tests {
             ..ReconcileSettings::default()
         };
         assert_eq!(
-            india.base_url().expect("valid").as_str(),
+            india.base_url().expect("valid").to_string(),
             "https://piopiy.telecmi.com/"
         );
     }

@@ -5,8 +5,14 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
-use reqwest::{StatusCode, Url};
+use axum::http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, USER_AGENT};
+use axum::http::{HeaderMap, Method, Request, StatusCode, Uri};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -231,9 +237,9 @@ struct Answer {
 }
 
 pub struct TelecmiClient {
-    http: reqwest::Client,
-    /// Each endpoint's URL, in the order of [`Endpoint::ALL`].
-    urls: Vec<(Endpoint, Url)>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    urls: Vec<(Endpoint, Uri)>,
+    request_timeout: Duration,
     product: Product,
     credentials: Credentials,
     page_size: u32,
@@ -244,27 +250,30 @@ pub struct TelecmiClient {
 
 impl TelecmiClient {
     pub fn new(settings: &ReconcileSettings, credentials: Credentials) -> Result<Self, String> {
-        // reqwest is built without a crypto provider of its own: it uses the process default,
-        // ring, as the webhook listener does. Installing fails only if one is installed already.
-        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(settings.request_timeout())
-            .connect_timeout(settings.request_timeout())
-            .user_agent(concat!("telecmi-bridge/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| format!("cannot build the TeleCMI API client: {error}"))?;
         let base = settings.base_url()?;
         let urls = Endpoint::ALL
             .into_iter()
             .map(|endpoint| {
-                base.join(endpoint.path(settings.product))
+                let scheme = base.scheme_str().unwrap_or("https");
+                let authority = base.authority().map_or("", |authority| authority.as_str());
+                format!("{scheme}://{authority}{}", endpoint.path(settings.product))
+                    .parse()
                     .map(|url| (endpoint, url))
                     .map_err(|error| format!("reconcile.base_url: {error}"))
             })
             .collect::<Result<_, _>>()?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(tokio_rustls::rustls::crypto::ring::default_provider())
+            .map_err(|error| {
+                format!("cannot load the system's trusted CA certificates for TeleCMI: {error}")
+            })?
+            .https_or_http()
+            .enable_http1()
+            .build();
         Ok(Self {
-            http,
+            http: Client::builder(TokioExecutor::new()).build(connector),
             urls,
+            request_timeout: settings.request_timeout(),
             product: settings.product,
             credentials,
             page_size: settings.page_size,
@@ -390,16 +399,43 @@ impl TelecmiClient {
             "page": page,
             "limit": self.page_size,
         });
-        let response = self
-            .http
-            .post(self.url(endpoint))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|error| retry(transport(&error), None))?;
-        let status = response.status();
-        let retry_after = retry_after(response.headers());
-        let bytes = read_bounded(response).await?;
+        let mut request = Request::new(Full::new(Bytes::from(body.to_string())));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.url(endpoint);
+        let headers = request.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("telecmi-bridge/", env!("CARGO_PKG_VERSION"))),
+        );
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|error| Transient::Connection(error_chain(&error)))?;
+            let (parts, body) = response.into_parts();
+            // A body cut short by the connection is a transport failure, retried, never parsed.
+            let bytes = Limited::new(body, MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map_err(|error| {
+                    if error.is::<LengthLimitError>() {
+                        Transient::Malformed(format!("answer larger than {MAX_ANSWER_BYTES} bytes"))
+                    } else {
+                        Transient::Connection(error.to_string())
+                    }
+                })?
+                .to_bytes();
+            Ok((parts.status, parts.headers, bytes))
+        };
+        let (status, headers, bytes) =
+            match tokio::time::timeout(self.request_timeout, exchange).await {
+                Err(_) => return Err(retry(Transient::Timeout, None)),
+                Ok(Err(cause)) => return Err(retry(cause, None)),
+                Ok(Ok(answer)) => answer,
+            };
+        let retry_after = retry_after(&headers);
         match status {
             StatusCode::OK => self.parse(endpoint, page, &bytes),
             StatusCode::NOT_FOUND => Err(self.bad_credentials(endpoint)),
@@ -464,7 +500,7 @@ impl TelecmiClient {
         Ok(Page { records, count })
     }
 
-    fn url(&self, endpoint: Endpoint) -> Url {
+    fn url(&self, endpoint: Endpoint) -> Uri {
         self.urls
             .iter()
             .find(|(listed, _)| *listed == endpoint)
@@ -544,15 +580,7 @@ fn retry(cause: Transient, retry_after: Option<Duration>) -> Failure {
     Failure::Retry { cause, retry_after }
 }
 
-fn transport(error: &reqwest::Error) -> Transient {
-    if error.is_timeout() {
-        Transient::Timeout
-    } else {
-        Transient::Connection(error_chain(error))
-    }
-}
-
-/// reqwest's own message is "error sending request"; the cause (refused, reset) is below it.
+/// The client's own message is "client error (Connect)"; the cause (refused, reset) is below it.
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -574,26 +602,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .parse()
         .ok()?;
     Some(Duration::from_secs(seconds))
-}
-
-/// The answer's body, whole, at most [`MAX_ANSWER_BYTES`]. A connection that ends early is a
-/// transport failure, so a cut body is retried rather than parsed.
-async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, Failure> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|error| retry(transport(&error), None))?
-    {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(retry(
-                Transient::Malformed(format!("answer larger than {MAX_ANSWER_BYTES} bytes")),
-                None,
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// The start of an error answer, for the report; TeleCMI's error bodies are short messages.

@@ -69,6 +69,24 @@ fn expected_ids(records: std::ops::Range<u64>) -> HashSet<String> {
 }
 
 #[tokio::test]
+async fn a_client_for_the_documented_https_bases_builds_with_the_system_trust_store() {
+    for product in [Product::Chub, Product::ChubIndia] {
+        let settings = ReconcileSettings {
+            product,
+            ..ReconcileSettings::default()
+        };
+        let credentials = Credentials {
+            app_id: CHUB_APP_ID,
+            secret: SecretValue::from(SIMULATED_SECRET),
+        };
+        assert!(
+            TelecmiClient::new(&settings, credentials).is_ok(),
+            "{product:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn chub_pages_until_the_count_with_the_documented_body() {
     let (simulator, client) = chub(45).await;
     simulator.add_records(Endpoint::Answered, [chub_record(99, START_MS - 1)]);
