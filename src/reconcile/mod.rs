@@ -2,6 +2,7 @@
 //! with the CDRs published to Kafka, so that calls whose webhook never reached the bridge are
 //! counted and, later, published. See `docs/reconcile.md` for what is built so far.
 
+pub mod kafka;
 pub mod matching;
 pub mod settings;
 pub mod telecmi;

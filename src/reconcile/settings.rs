@@ -81,6 +81,11 @@ pub struct ReconcileSettings {
     /// CHUB India only: how far apart a pulled record's time and a CDR's time may be and
     /// still be the same call.
     pub match_tolerance_seconds: u64,
+    /// The CDR topics are read from this long before the window's start (by record
+    /// timestamp), for clocks apart between TeleCMI and the bridge.
+    pub kafka_margin_seconds: u64,
+    /// Reading the CDR topics must finish within this time.
+    pub kafka_read_timeout_ms: u64,
 }
 
 impl Default for ReconcileSettings {
@@ -99,6 +104,8 @@ impl Default for ReconcileSettings {
             retry_backoff_max_ms: 30_000,
             page_size: 20,
             match_tolerance_seconds: 5,
+            kafka_margin_seconds: 600,
+            kafka_read_timeout_ms: 120_000,
         }
     }
 }
@@ -123,6 +130,10 @@ impl ReconcileSettings {
             ("reconcile.max_attempts", u64::from(self.max_attempts)),
             ("reconcile.retry_backoff_ms", self.retry_backoff_ms),
             ("reconcile.page_size", u64::from(self.page_size)),
+            (
+                "reconcile.kafka_read_timeout_ms",
+                self.kafka_read_timeout_ms,
+            ),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(format!("{key}: must be greater than 0"));
@@ -214,6 +225,10 @@ impl ReconcileSettings {
 
     pub fn match_tolerance(&self) -> Duration {
         Duration::from_secs(self.match_tolerance_seconds)
+    }
+
+    pub fn kafka_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.kafka_read_timeout_ms)
     }
 }
 
