@@ -35,12 +35,14 @@ struct Cli {
     command: Option<Command>,
 }
 
-#[derive(Subcommand, Clone, Copy)]
+#[derive(Subcommand, Clone)]
 enum Command {
     /// Receive webhooks and publish them (the default).
     Serve,
     /// Print the effective configuration, secrets redacted; fail on invalid configuration.
     CheckConfig,
+    /// Compare TeleCMI's call records with the CDRs in Kafka and report the missing ones.
+    Reconcile(telecmi_bridge::reconcile::ReconcileArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => serve(settings),
+        Command::Reconcile(args) => telecmi_bridge::reconcile::cli::main(settings, &args),
     }
 }
 

@@ -9,6 +9,7 @@ mod helpers;
 mod ingest;
 mod limits;
 mod privacy;
+mod reconcile_cli;
 mod reconcile_client;
 // The bridge as a process, shared with the fault suite, which uses the parts this one does not.
 #[allow(dead_code)]

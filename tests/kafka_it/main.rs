@@ -15,6 +15,9 @@ mod helpers;
 #[allow(dead_code)]
 #[path = "../it/scenarios.rs"]
 mod scenarios;
+#[allow(dead_code)]
+#[path = "../it/telecmi_sim.rs"]
+mod telecmi_sim;
 
 use std::time::Duration;
 

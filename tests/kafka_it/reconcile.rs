@@ -1,15 +1,24 @@
-//! Reconciliation's view of Kafka: the CDRs published since a point in time, read by record
-//! timestamp from the CDR topics only.
+//! Reconciliation against the real broker: the CDRs published since a point in time, read by
+//! record timestamp from the CDR topics only; and whole runs (without publishing) over calls
+//! whose webhooks partly reached the bridge.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use telecmi_bridge::Settings;
+use telecmi_bridge::config::SecretValue;
 use telecmi_bridge::reconcile::kafka::{PublishedCdrs, read_published_cdrs};
+use telecmi_bridge::reconcile::report::RunReport;
+use telecmi_bridge::reconcile::run::run;
+use telecmi_bridge::reconcile::telecmi::{Endpoint, Window};
+use telecmi_bridge::reconcile::{Product, ReconcileSettings};
 
 use crate::broker::{real_settings, unique_prefix};
 use crate::helpers::{TestApp, spawn_app};
+use crate::telecmi_sim::{
+    CHUB_APP_ID, INDIA_APP_ID, SIMULATED_SECRET, Simulator, chub_record, india_record,
+};
 
 fn fixture(name: &str) -> Value {
     let path = format!(
@@ -97,5 +106,145 @@ async fn the_cdrs_published_since_a_time_are_read_from_the_cdr_topics_only() {
 
     let future = read(&settings, now_ms() + 3_600_000).await;
     assert_eq!(future.records_read, 0);
+    app.stop().await;
+}
+
+/// A webhook CDR of a simulated call: the same numbers and time as TeleCMI's record; on CHUB
+/// the record's `cmiuid` is the webhook's `cmiuuid`, on CHUB India the webhook's own call id.
+fn webhook_cdr(endpoint: Endpoint, record: &Value, call_leg_id: &str) -> Value {
+    json!({
+        "type": "cdr",
+        "appid": 1_111_112,
+        "cmiuuid": call_leg_id,
+        "conversation_uuid": call_leg_id,
+        "direction": endpoint.direction(),
+        "status": endpoint.status(),
+        "from": record["from"],
+        "to": record["to"],
+        "time": record["time"],
+    })
+}
+
+fn reconcile_settings(settings: &Settings, simulator: &Simulator, product: Product) -> Settings {
+    let mut settings = settings.clone();
+    settings.reconcile = ReconcileSettings {
+        product,
+        base_url: Some(simulator.base_url()),
+        app_id: Some(match product {
+            Product::Chub => CHUB_APP_ID,
+            Product::ChubIndia => INDIA_APP_ID,
+        }),
+        secret: Some(SecretValue::from(SIMULATED_SECRET)),
+        retry_backoff_ms: 10,
+        kafka_read_timeout_ms: 30_000,
+        ..ReconcileSettings::default()
+    };
+    settings
+}
+
+/// A dry run over the hour from `start_ms`, which must finish.
+async fn run_over_the_hour(
+    settings: &Settings,
+    simulator: &Simulator,
+    product: Product,
+    start_ms: i64,
+) -> RunReport {
+    let window = Window {
+        start_ms,
+        end_ms: start_ms + 3_600_000,
+    };
+    let report = run(
+        &reconcile_settings(settings, simulator, product),
+        window,
+        true,
+    )
+    .await;
+    assert!(report.complete, "{}", report.to_text());
+    report
+}
+
+/// TeleCMI's count, found, missing, ambiguous.
+fn totals(report: &RunReport) -> [u64; 4] {
+    let totals = &report.totals;
+    [
+        totals.telecmi_count,
+        totals.found as u64,
+        totals.missing as u64,
+        totals.ambiguous as u64,
+    ]
+}
+
+fn missing_ids(report: &RunReport) -> BTreeSet<String> {
+    report
+        .endpoints
+        .iter()
+        .flat_map(|row| row.missing_calls.iter().map(|call| call.id.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chub_run_counts_the_calls_whose_webhook_never_arrived() {
+    let prefix = unique_prefix();
+    let settings = real_settings(&prefix);
+    let app = spawn_app(settings.clone()).await;
+    let simulator = Simulator::start(Product::Chub).await;
+    let start_ms = now_ms() - 7_200_000;
+    let mut expected_missing = BTreeSet::new();
+    // 40 calls over an hour, ten per endpoint; the webhook of every fifth never arrives.
+    for (position, endpoint) in Endpoint::ALL.into_iter().enumerate() {
+        for call in 0..10_u64 {
+            let number = position as u64 * 10 + call;
+            let record = chub_record(number, start_ms + 90_000 * number as i64);
+            let call_id = record["cmiuid"].as_str().expect("cmiuid").to_owned();
+            if number.is_multiple_of(5) {
+                expected_missing.insert(call_id);
+            } else {
+                publish(&app, &webhook_cdr(endpoint, &record, &call_id)).await;
+            }
+            simulator.add_records(endpoint, [record]);
+        }
+    }
+    let report = run_over_the_hour(&settings, &simulator, Product::Chub, start_ms).await;
+    assert_eq!(totals(&report), [40, 32, 8, 0], "{}", report.to_text());
+    assert_eq!(missing_ids(&report), expected_missing);
+    assert_eq!(report.kafka.as_ref().map(|kafka| kafka.cdrs), Some(32));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chub_india_run_matches_by_fingerprint_and_reports_ambiguous_calls() {
+    let prefix = unique_prefix();
+    let settings = real_settings(&prefix);
+    let app = spawn_app(settings.clone()).await;
+    let simulator = Simulator::start(Product::ChubIndia).await;
+    let start_ms = now_ms() - 7_200_000;
+    let mut expected_missing = BTreeSet::new();
+    for call in 0..10_u64 {
+        let record = india_record(call, start_ms + 300_000 * call as i64);
+        if call.is_multiple_of(5) {
+            expected_missing.insert(record["_id"].as_str().expect("_id").to_owned());
+        } else {
+            let call_leg_id = uuid::Uuid::new_v4().to_string();
+            let cdr = webhook_cdr(Endpoint::Answered, &record, &call_leg_id);
+            publish(&app, &cdr).await;
+        }
+        simulator.add_records(Endpoint::Answered, [record]);
+    }
+    // Two calls between the same numbers 2 s apart, one webhook delivered: which call it
+    // belongs to cannot be told, so both are reported ambiguous.
+    let twin_time = start_ms + 3_300_000;
+    let mut first = india_record(50, twin_time);
+    let mut second = india_record(51, twin_time + 2_000);
+    second["from"] = first["from"].clone();
+    first["to"] = second["to"].clone();
+    let call_leg_id = uuid::Uuid::new_v4().to_string();
+    publish(&app, &webhook_cdr(Endpoint::Answered, &first, &call_leg_id)).await;
+    simulator.add_records(Endpoint::Answered, [first, second]);
+
+    let report = run_over_the_hour(&settings, &simulator, Product::ChubIndia, start_ms).await;
+    assert_eq!(totals(&report), [12, 8, 2, 2], "{}", report.to_text());
+    assert_eq!(missing_ids(&report), expected_missing);
+    let answered = &report.endpoints[0];
+    assert_eq!(answered.ambiguous_calls[0].candidates.len(), 1);
     app.stop().await;
 }

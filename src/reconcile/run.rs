@@ -1,0 +1,78 @@
+//! One reconciliation run: list every endpoint of the window at TeleCMI, read the CDRs in
+//! Kafka, match, report. Publishing what is missing is not built yet (docs/reconcile.md).
+
+use std::time::Duration;
+
+use super::kafka::read_published_cdrs;
+use super::matching::{CdrIndex, match_records};
+use super::report::{KafkaReport, RunReport, time_text};
+use super::telecmi::{Endpoint, TelecmiClient, Window};
+use crate::config::Settings;
+
+/// Runs over `window` and reports; a run that could not finish says why in the report
+/// (`complete` false) rather than failing half-way without one.
+pub async fn run(settings: &Settings, window: Window, dry_run: bool) -> RunReport {
+    let reconcile = &settings.reconcile;
+    let product = reconcile.product;
+    let mut report = RunReport::new(product, window, dry_run);
+    let client = match reconcile
+        .credentials()
+        .and_then(|credentials| TelecmiClient::new(reconcile, credentials))
+    {
+        Ok(client) => client,
+        Err(error) => {
+            report.fail(error);
+            return report;
+        }
+    };
+
+    // TeleCMI first: its answers are what the run is about, and a credential error should not
+    // wait for a long read of Kafka.
+    let mut listings = Vec::new();
+    for endpoint in Endpoint::ALL {
+        match client.list(endpoint, window).await {
+            Ok(listing) => listings.push(listing),
+            Err(error) => report.listing_failed(product, endpoint, &error),
+        }
+    }
+
+    let margin_ms = i64::try_from(Duration::from_secs(reconcile.kafka_margin_seconds).as_millis())
+        .unwrap_or(i64::MAX);
+    let since_ms = window.start_ms.saturating_sub(margin_ms);
+    let for_reader = settings.clone();
+    let timeout = reconcile.kafka_read_timeout();
+    let read =
+        tokio::task::spawn_blocking(move || read_published_cdrs(&for_reader, since_ms, timeout))
+            .await;
+    let published = match read {
+        Ok(Ok(published)) => published,
+        Ok(Err(error)) => {
+            let reason = error.to_string();
+            for listing in &listings {
+                report.not_matched(product, listing, &reason);
+            }
+            report.fail(reason);
+            return report;
+        }
+        Err(error) => {
+            report.fail(format!("the Kafka reader stopped: {error}"));
+            return report;
+        }
+    };
+    report.kafka = Some(KafkaReport {
+        since: time_text(since_ms),
+        records_read: published.records_read,
+        cdrs: published.cdrs.len(),
+    });
+    let index = CdrIndex::new(published.cdrs);
+    for listing in &listings {
+        let outcomes = match_records(
+            product,
+            &listing.records,
+            &index,
+            reconcile.match_tolerance(),
+        );
+        report.matched(product, listing, &outcomes);
+    }
+    report
+}
