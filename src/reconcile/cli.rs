@@ -20,7 +20,7 @@ pub struct ReconcileArgs {
     /// End of the window: RFC 3339 or epoch milliseconds. Default: reconcile.lag_seconds ago.
     #[arg(long, value_parser = parse_instant)]
     pub to: Option<i64>,
-    /// Report only. Required for now: publishing the missing CDRs is not built yet.
+    /// Report only: publish nothing.
     #[arg(long)]
     pub dry_run: bool,
     #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -43,13 +43,6 @@ pub fn main(settings: Settings, args: &ReconcileArgs) -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-    if !args.dry_run {
-        eprintln!(
-            "telecmi-bridge reconcile: publishing the missing CDRs is not built yet; run with \
-             --dry-run to report them (docs/reconcile.md)"
-        );
-        return ExitCode::from(2);
-    }
     let window = match window(&settings, args, now_ms()) {
         Ok(window) => window,
         Err(error) => {

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod kafka;
 pub mod matching;
+pub mod recover;
 pub mod report;
 pub mod run;
 pub mod settings;

@@ -51,6 +51,7 @@ pub struct Totals {
     pub missing: usize,
     pub ambiguous: usize,
     pub skipped: usize,
+    pub published: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,6 +64,8 @@ pub struct EndpointReport {
     pub missing: usize,
     pub ambiguous: usize,
     pub skipped: usize,
+    /// Missing CDRs published by this run.
+    pub published: usize,
     pub requests: u32,
     /// The TeleCMI ids (`cmiuid`, or `_id` on CHUB India) of the calls with no CDR in Kafka.
     pub missing_calls: Vec<CallReport>,
@@ -175,6 +178,18 @@ impl RunReport {
         self.endpoints.push(row);
     }
 
+    /// One missing CDR of `endpoint` was published.
+    pub fn published(&mut self, endpoint: Endpoint) {
+        if let Some(row) = self
+            .endpoints
+            .iter_mut()
+            .find(|row| row.endpoint == endpoint.name())
+        {
+            row.published += 1;
+            self.totals.published += 1;
+        }
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|error| {
             format!("{{\"error\":{{\"code\":\"report\",\"message\":\"{error}\"}}}}")
@@ -202,8 +217,8 @@ impl RunReport {
         }
         let _ = writeln!(
             text,
-            "{:<14}{:>9}{:>9}{:>9}{:>11}{:>9}",
-            "endpoint", "telecmi", "found", "missing", "ambiguous", "skipped"
+            "{:<14}{:>9}{:>9}{:>9}{:>11}{:>9}{:>11}",
+            "endpoint", "telecmi", "found", "missing", "ambiguous", "skipped", "published"
         );
         for row in &self.endpoints {
             let count = row
@@ -219,24 +234,26 @@ impl RunReport {
             };
             let _ = writeln!(
                 text,
-                "{:<14}{count:>9}{:>9}{:>9}{:>11}{:>9}",
+                "{:<14}{count:>9}{:>9}{:>9}{:>11}{:>9}{:>11}",
                 row.endpoint,
                 verdict(row.found),
                 verdict(row.missing),
                 verdict(row.ambiguous),
-                row.skipped
+                row.skipped,
+                row.published
             );
         }
         let totals = &self.totals;
         let _ = writeln!(
             text,
-            "{:<14}{:>9}{:>9}{:>9}{:>11}{:>9}",
+            "{:<14}{:>9}{:>9}{:>9}{:>11}{:>9}{:>11}",
             "total",
             totals.telecmi_count,
             totals.found,
             totals.missing,
             totals.ambiguous,
-            totals.skipped
+            totals.skipped,
+            totals.published
         );
         let missing = self.endpoints.iter().flat_map(|row| {
             row.missing_calls
@@ -285,6 +302,7 @@ impl EndpointReport {
             missing: 0,
             ambiguous: 0,
             skipped: 0,
+            published: 0,
             requests: 0,
             missing_calls: Vec::new(),
             ambiguous_calls: Vec::new(),

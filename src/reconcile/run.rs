@@ -1,10 +1,11 @@
 //! One reconciliation run: list every endpoint of the window at TeleCMI, read the CDRs in
-//! Kafka, match, report. Publishing what is missing is not built yet (docs/reconcile.md).
+//! Kafka, match, publish what is missing (unless a dry run), report.
 
 use std::time::Duration;
 
 use super::kafka::read_published_cdrs;
-use super::matching::{CdrIndex, match_records};
+use super::matching::{CdrIndex, Outcome, match_records};
+use super::recover::Recovery;
 use super::report::{KafkaReport, RunReport, time_text};
 use super::telecmi::{Endpoint, TelecmiClient, Window};
 use crate::config::Settings;
@@ -15,11 +16,16 @@ pub async fn run(settings: &Settings, window: Window, dry_run: bool) -> RunRepor
     let reconcile = &settings.reconcile;
     let product = reconcile.product;
     let mut report = RunReport::new(product, window, dry_run);
-    let client = match reconcile
-        .credentials()
-        .and_then(|credentials| TelecmiClient::new(reconcile, credentials))
-    {
-        Ok(client) => client,
+    let started = reconcile.credentials().and_then(|credentials| {
+        let recovery = if dry_run {
+            None
+        } else {
+            Some(Recovery::new(settings, credentials.app_id)?)
+        };
+        Ok((TelecmiClient::new(reconcile, credentials)?, recovery))
+    });
+    let (client, recovery) = match started {
+        Ok(started) => started,
         Err(error) => {
             report.fail(error);
             return report;
@@ -73,6 +79,31 @@ pub async fn run(settings: &Settings, window: Window, dry_run: bool) -> RunRepor
             reconcile.match_tolerance(),
         );
         report.matched(product, listing, &outcomes);
+        let Some(recovery) = &recovery else {
+            continue;
+        };
+        let missing = listing
+            .records
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| **outcome == Outcome::Missing);
+        for (record, _) in missing {
+            match recovery.publish(record).await {
+                Ok(event_id) => {
+                    tracing::info!(endpoint = %listing.endpoint, call = %record.id, %event_id, "missing CDR published");
+                    report.published(listing.endpoint);
+                }
+                // Kafka refusing one record refuses the next as well: stop, say so, and leave
+                // the rest to the next run, which will find them missing again.
+                Err(error) => {
+                    report.fail(format!(
+                        "{} {}: the missing CDR could not be published: {error}",
+                        listing.endpoint, record.id
+                    ));
+                    return report;
+                }
+            }
+        }
     }
     report
 }

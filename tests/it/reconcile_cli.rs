@@ -36,14 +36,6 @@ fn simulator_env(simulator: &Simulator, secret: &str) -> Vec<(&'static str, Stri
 }
 
 #[tokio::test]
-async fn without_dry_run_it_refuses_since_publishing_is_not_built() {
-    let (code, stdout, stderr) = reconcile(&[], &[]).await;
-    assert_eq!(code, Some(2));
-    assert!(stderr.contains("--dry-run"), "{stderr}");
-    assert!(stdout.is_empty(), "{stdout}");
-}
-
-#[tokio::test]
 async fn a_window_that_ends_before_it_starts_is_refused() {
     let (code, _, stderr) = reconcile(
         &[

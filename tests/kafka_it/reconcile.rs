@@ -1,21 +1,23 @@
 //! Reconciliation against the real broker: the CDRs published since a point in time, read by
-//! record timestamp from the CDR topics only; and whole runs (without publishing) over calls
-//! whose webhooks partly reached the bridge.
+//! record timestamp from the CDR topics only; and whole runs over calls whose webhooks partly
+//! reached the bridge: a dry run, a run publishing the missing CDRs, and a second run.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use telecmi_bridge::Settings;
 use telecmi_bridge::config::SecretValue;
-use telecmi_bridge::reconcile::kafka::{PublishedCdrs, read_published_cdrs};
+use telecmi_bridge::pipeline::normalise;
+use telecmi_bridge::reconcile::kafka::{PublishedCdrs, cdr_topics, read_published_cdrs};
+use telecmi_bridge::reconcile::recover::{ORIGIN_HEADER, ORIGIN_RECONCILE};
 use telecmi_bridge::reconcile::report::RunReport;
 use telecmi_bridge::reconcile::run::run;
 use telecmi_bridge::reconcile::telecmi::{Endpoint, Window};
 use telecmi_bridge::reconcile::{Product, ReconcileSettings};
 
 use crate::broker::{real_settings, unique_prefix};
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, consume_all, spawn_app};
 use crate::telecmi_sim::{
     CHUB_APP_ID, INDIA_APP_ID, SIMULATED_SECRET, Simulator, chub_record, india_record,
 };
@@ -142,36 +144,47 @@ fn reconcile_settings(settings: &Settings, simulator: &Simulator, product: Produ
     settings
 }
 
-/// A dry run over the hour from `start_ms`, which must finish.
+/// A run over the hour from `start_ms`, which must finish.
 async fn run_over_the_hour(
     settings: &Settings,
     simulator: &Simulator,
     product: Product,
     start_ms: i64,
+    dry_run: bool,
 ) -> RunReport {
     let window = Window {
         start_ms,
         end_ms: start_ms + 3_600_000,
     };
-    let report = run(
-        &reconcile_settings(settings, simulator, product),
-        window,
-        true,
-    )
-    .await;
+    let settings = reconcile_settings(settings, simulator, product);
+    let report = run(&settings, window, dry_run).await;
     assert!(report.complete, "{}", report.to_text());
     report
 }
 
-/// TeleCMI's count, found, missing, ambiguous.
-fn totals(report: &RunReport) -> [u64; 4] {
+/// TeleCMI's count, found, missing, ambiguous, published.
+fn totals(report: &RunReport) -> [u64; 5] {
     let totals = &report.totals;
     [
         totals.telecmi_count,
         totals.found as u64,
         totals.missing as u64,
         totals.ambiguous as u64,
+        totals.published as u64,
     ]
+}
+
+/// The CDR envelopes on the CDR topics, with the records' `telecmi-origin` header.
+async fn cdrs_in_kafka(app: &TestApp, settings: &Settings) -> Vec<(Value, Option<String>)> {
+    let topics = cdr_topics(&settings.routing);
+    consume_all(&app.bootstrap_servers, &topics)
+        .await
+        .into_iter()
+        .map(|consumed| {
+            let origin = consumed.header(ORIGIN_HEADER).map(str::to_owned);
+            (consumed.envelope, origin)
+        })
+        .collect()
 }
 
 fn missing_ids(report: &RunReport) -> BTreeSet<String> {
@@ -183,13 +196,13 @@ fn missing_ids(report: &RunReport) -> BTreeSet<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chub_run_counts_the_calls_whose_webhook_never_arrived() {
+async fn a_chub_run_publishes_the_cdrs_whose_webhook_never_arrived_once() {
     let prefix = unique_prefix();
     let settings = real_settings(&prefix);
     let app = spawn_app(settings.clone()).await;
     let simulator = Simulator::start(Product::Chub).await;
     let start_ms = now_ms() - 7_200_000;
-    let mut expected_missing = BTreeSet::new();
+    let mut expected_missing = BTreeMap::new();
     // 40 calls over an hour, ten per endpoint; the webhook of every fifth never arrives.
     for (position, endpoint) in Endpoint::ALL.into_iter().enumerate() {
         for call in 0..10_u64 {
@@ -197,22 +210,73 @@ async fn a_chub_run_counts_the_calls_whose_webhook_never_arrived() {
             let record = chub_record(number, start_ms + 90_000 * number as i64);
             let call_id = record["cmiuid"].as_str().expect("cmiuid").to_owned();
             if number.is_multiple_of(5) {
-                expected_missing.insert(call_id);
+                expected_missing.insert(call_id, (endpoint, record.clone()));
             } else {
                 publish(&app, &webhook_cdr(endpoint, &record, &call_id)).await;
             }
             simulator.add_records(endpoint, [record]);
         }
     }
-    let report = run_over_the_hour(&settings, &simulator, Product::Chub, start_ms).await;
-    assert_eq!(totals(&report), [40, 32, 8, 0], "{}", report.to_text());
-    assert_eq!(missing_ids(&report), expected_missing);
-    assert_eq!(report.kafka.as_ref().map(|kafka| kafka.cdrs), Some(32));
+    let dry = run_over_the_hour(&settings, &simulator, Product::Chub, start_ms, true).await;
+    assert_eq!(totals(&dry), [40, 32, 8, 0, 0], "{}", dry.to_text());
+    assert_eq!(
+        missing_ids(&dry),
+        expected_missing.keys().cloned().collect()
+    );
+    assert_eq!(dry.kafka.as_ref().map(|kafka| kafka.cdrs), Some(32));
+
+    let first = run_over_the_hour(&settings, &simulator, Product::Chub, start_ms, false).await;
+    assert_eq!(totals(&first), [40, 32, 8, 0, 8], "{}", first.to_text());
+    let second = run_over_the_hour(&settings, &simulator, Product::Chub, start_ms, false).await;
+    assert_eq!(
+        totals(&second),
+        [40, 40, 0, 0, 0],
+        "a second run publishes nothing:\n{}",
+        second.to_text()
+    );
+
+    let cdrs = cdrs_in_kafka(&app, &settings).await;
+    let call_id = |envelope: &Value| envelope["data"]["call_leg_id"].as_str().map(str::to_owned);
+    let calls: BTreeSet<Option<String>> =
+        cdrs.iter().map(|(envelope, _)| call_id(envelope)).collect();
+    assert_eq!(
+        (cdrs.len(), calls.len()),
+        (40, 40),
+        "every call exactly one CDR"
+    );
+    let recovered: Vec<&Value> = cdrs
+        .iter()
+        .filter(|(_, origin)| origin.as_deref() == Some(ORIGIN_RECONCILE))
+        .map(|(envelope, _)| envelope)
+        .collect();
+    assert_eq!(
+        recovered.len(),
+        8,
+        "only the missing ones are marked recovered"
+    );
+    for envelope in recovered {
+        let id = call_id(envelope).expect("a call id");
+        let (endpoint, record) = &expected_missing[&id];
+        let webhook = normalise(object(webhook_cdr(*endpoint, record, &id)));
+        assert_eq!(
+            envelope["id"].as_str(),
+            Some(webhook.id.to_string().as_str()),
+            "the event id its webhook CDR would have had"
+        );
+        assert_eq!(envelope["data"]["original"]["payload"], *record);
+    }
     app.stop().await;
 }
 
+fn object(value: Value) -> serde_json::Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chub_india_run_matches_by_fingerprint_and_reports_ambiguous_calls() {
+async fn a_chub_india_run_matches_by_fingerprint_and_never_publishes_ambiguous_calls() {
     let prefix = unique_prefix();
     let settings = real_settings(&prefix);
     let app = spawn_app(settings.clone()).await;
@@ -241,10 +305,22 @@ async fn a_chub_india_run_matches_by_fingerprint_and_reports_ambiguous_calls() {
     publish(&app, &webhook_cdr(Endpoint::Answered, &first, &call_leg_id)).await;
     simulator.add_records(Endpoint::Answered, [first, second]);
 
-    let report = run_over_the_hour(&settings, &simulator, Product::ChubIndia, start_ms).await;
-    assert_eq!(totals(&report), [12, 8, 2, 2], "{}", report.to_text());
-    assert_eq!(missing_ids(&report), expected_missing);
-    let answered = &report.endpoints[0];
-    assert_eq!(answered.ambiguous_calls[0].candidates.len(), 1);
+    let dry = run_over_the_hour(&settings, &simulator, Product::ChubIndia, start_ms, true).await;
+    assert_eq!(totals(&dry), [12, 8, 2, 2, 0], "{}", dry.to_text());
+    assert_eq!(missing_ids(&dry), expected_missing);
+    assert_eq!(dry.endpoints[0].ambiguous_calls[0].candidates.len(), 1);
+
+    let first = run_over_the_hour(&settings, &simulator, Product::ChubIndia, start_ms, false).await;
+    assert_eq!(
+        totals(&first),
+        [12, 8, 2, 2, 2],
+        "the ambiguous pair is not published:\n{}",
+        first.to_text()
+    );
+    let second =
+        run_over_the_hour(&settings, &simulator, Product::ChubIndia, start_ms, false).await;
+    assert_eq!(totals(&second), [12, 10, 0, 2, 0], "{}", second.to_text());
+    let cdrs = cdrs_in_kafka(&app, &settings).await;
+    assert_eq!(cdrs.len(), 11, "9 webhooks and 2 recovered");
     app.stop().await;
 }
