@@ -7,8 +7,9 @@ use super::kafka::read_published_cdrs;
 use super::matching::{CdrIndex, Outcome, match_records};
 use super::recover::Recovery;
 use super::report::{KafkaReport, RunReport, time_text};
+use super::settings::Product;
 use super::telecmi::{Endpoint, TelecmiClient, Window};
-use crate::config::Settings;
+use crate::config::{PrivacyMode, Settings};
 
 /// Runs over `window` and reports; a run that could not finish says why in the report
 /// (`complete` false) rather than failing half-way without one.
@@ -16,6 +17,16 @@ pub async fn run(settings: &Settings, window: Window, dry_run: bool) -> RunRepor
     let reconcile = &settings.reconcile;
     let product = reconcile.product;
     let mut report = RunReport::new(product, window, dry_run);
+    if product == Product::ChubIndia && settings.privacy.mode != PrivacyMode::Off {
+        // India matches by phone numbers, which Kafka then holds redacted or hashed: every call
+        // would look missing, and be published again by every run.
+        report.fail(
+            "reconcile.product chub_india matches calls by their phone numbers, and \
+             privacy.mode hides them in Kafka: not supported"
+                .to_owned(),
+        );
+        return report;
+    }
     let started = reconcile.credentials().and_then(|credentials| {
         let recovery = if dry_run {
             None

@@ -100,3 +100,17 @@ async fn the_embedded_cluster_cannot_be_reconciled_against() {
         "no verdicts without Kafka: {answered}"
     );
 }
+
+#[tokio::test]
+async fn chub_india_refuses_to_match_numbers_that_privacy_hides() {
+    let (code, _, stderr) = reconcile(
+        &["--dry-run"],
+        &[
+            ("TELECMI_BRIDGE_RECONCILE__PRODUCT", "chub_india".to_owned()),
+            ("TELECMI_BRIDGE_PRIVACY__MODE", "redact".to_owned()),
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("privacy.mode"), "{stderr}");
+}
