@@ -203,34 +203,57 @@ async fn a_chub_run_publishes_the_cdrs_whose_webhook_never_arrived_once() {
     let simulator = Simulator::start(Product::Chub).await;
     let start_ms = now_ms() - 7_200_000;
     let mut expected_missing = BTreeMap::new();
-    // 40 calls over an hour, ten per endpoint; the webhook of every fifth never arrives.
-    for (position, endpoint) in Endpoint::ALL.into_iter().enumerate() {
-        for call in 0..10_u64 {
-            let number = position as u64 * 10 + call;
-            let record = chub_record(number, start_ms + 90_000 * number as i64);
-            let call_id = record["cmiuid"].as_str().expect("cmiuid").to_owned();
-            if number.is_multiple_of(5) {
-                expected_missing.insert(call_id, (endpoint, record.clone()));
-            } else {
-                publish(&app, &webhook_cdr(endpoint, &record, &call_id)).await;
-            }
-            simulator.add_records(endpoint, [record]);
+    // 500 calls over an hour, in both directions, answered and missed. The bridge was down for
+    // a contiguous stretch (calls 300 to 359), and every eleventh webhook of the others was
+    // lost too (deterministic, so a failure can be replayed): 399 of 500 arrive.
+    const CALLS: u64 = 500;
+    for number in 0..CALLS {
+        let endpoint = Endpoint::ALL[(number % 4) as usize];
+        let record = chub_record(number, start_ms + 7_200 * number as i64);
+        let call_id = record["cmiuid"].as_str().expect("cmiuid").to_owned();
+        let bridge_down = (300..360).contains(&number);
+        let lost = number.is_multiple_of(11);
+        if bridge_down || lost {
+            expected_missing.insert(call_id, (endpoint, record.clone()));
+        } else {
+            publish(&app, &webhook_cdr(endpoint, &record, &call_id)).await;
         }
+        simulator.add_records(endpoint, [record]);
     }
+    let missing = expected_missing.len() as u64;
+    let delivered = CALLS - missing;
+    assert!(
+        (90..=110).contains(&missing),
+        "{missing} of {CALLS} missing"
+    );
+
     let dry = run_over_the_hour(&settings, &simulator, Product::Chub, start_ms, true).await;
-    assert_eq!(totals(&dry), [40, 32, 8, 0, 0], "{}", dry.to_text());
+    assert_eq!(
+        totals(&dry),
+        [CALLS, delivered, missing, 0, 0],
+        "{}",
+        dry.to_text()
+    );
     assert_eq!(
         missing_ids(&dry),
         expected_missing.keys().cloned().collect()
     );
-    assert_eq!(dry.kafka.as_ref().map(|kafka| kafka.cdrs), Some(32));
+    assert_eq!(
+        dry.kafka.as_ref().map(|kafka| kafka.cdrs as u64),
+        Some(delivered)
+    );
 
     let first = run_over_the_hour(&settings, &simulator, Product::Chub, start_ms, false).await;
-    assert_eq!(totals(&first), [40, 32, 8, 0, 8], "{}", first.to_text());
+    assert_eq!(
+        totals(&first),
+        [CALLS, delivered, missing, 0, missing],
+        "{}",
+        first.to_text()
+    );
     let second = run_over_the_hour(&settings, &simulator, Product::Chub, start_ms, false).await;
     assert_eq!(
         totals(&second),
-        [40, 40, 0, 0, 0],
+        [CALLS, CALLS, 0, 0, 0],
         "a second run publishes nothing:\n{}",
         second.to_text()
     );
@@ -240,8 +263,8 @@ async fn a_chub_run_publishes_the_cdrs_whose_webhook_never_arrived_once() {
     let calls: BTreeSet<Option<String>> =
         cdrs.iter().map(|(envelope, _)| call_id(envelope)).collect();
     assert_eq!(
-        (cdrs.len(), calls.len()),
-        (40, 40),
+        (cdrs.len() as u64, calls.len() as u64),
+        (CALLS, CALLS),
         "every call exactly one CDR"
     );
     let recovered: Vec<&Value> = cdrs
@@ -250,8 +273,8 @@ async fn a_chub_run_publishes_the_cdrs_whose_webhook_never_arrived_once() {
         .map(|(envelope, _)| envelope)
         .collect();
     assert_eq!(
-        recovered.len(),
-        8,
+        recovered.len() as u64,
+        missing,
         "only the missing ones are marked recovered"
     );
     for envelope in recovered {
