@@ -442,7 +442,7 @@ impl TelecmiClient {
             StatusCode::BAD_REQUEST => Err(Failure::Final(ApiError::BadRequest {
                 endpoint,
                 page,
-                detail: excerpt(&bytes),
+                detail: self.excerpt(&bytes),
             })),
             StatusCode::TOO_MANY_REQUESTS => Err(retry(Transient::RateLimited, retry_after)),
             status if status.is_server_error() => {
@@ -467,7 +467,7 @@ impl TelecmiClient {
                 return Err(Failure::Final(ApiError::BadRequest {
                     endpoint,
                     page,
-                    detail: excerpt(bytes),
+                    detail: self.excerpt(bytes),
                 }));
             }
             _ => {}
@@ -506,6 +506,17 @@ impl TelecmiClient {
             .find(|(listed, _)| *listed == endpoint)
             .map(|(_, url)| url.clone())
             .unwrap_or_else(|| unreachable!("every endpoint has its URL"))
+    }
+
+    /// The start of an error answer, for the report; TeleCMI's error bodies are short
+    /// messages, and one that echoes the request must not carry the secret into the report.
+    fn excerpt(&self, bytes: &[u8]) -> String {
+        // Redacted before it is cut, so that no part of the secret survives the cut.
+        String::from_utf8_lossy(bytes)
+            .replace(self.credentials.secret.expose(), "[redacted]")
+            .chars()
+            .take(200)
+            .collect()
     }
 
     fn bad_credentials(&self, endpoint: Endpoint) -> Failure {
@@ -602,9 +613,4 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .parse()
         .ok()?;
     Some(Duration::from_secs(seconds))
-}
-
-/// The start of an error answer, for the report; TeleCMI's error bodies are short messages.
-fn excerpt(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).chars().take(200).collect()
 }

@@ -227,6 +227,15 @@ async fn a_400_is_reported_and_not_retried() {
         "{error}"
     );
     assert_eq!(simulator.requests().len(), 1);
+    let message = error.to_string();
+    assert!(
+        message.contains("simulated"),
+        "TeleCMI's message: {message}"
+    );
+    assert!(
+        !message.contains(SIMULATED_SECRET),
+        "the echoed secret: {message}"
+    );
 }
 
 #[tokio::test]

@@ -158,15 +158,17 @@ pub fn india_record(number: u64, time_ms: i64) -> Value {
 }
 
 async fn answer(State(calls): State<Shared>, uri: Uri, body: axum::body::Bytes) -> Response {
+    let request = String::from_utf8_lossy(&body).into_owned();
     let (fault, page_body) = match serve_page(&calls, &uri, &body) {
         Ok(planned) => planned,
         Err((status, body)) => return json_answer(status, body.to_string()),
     };
     match fault {
         None => json_answer(StatusCode::OK, page_body),
+        // Some APIs echo the request in their error answers; the client must not pass it on.
         Some(Fault::Status(status)) => json_answer(
             StatusCode::from_u16(status).expect("a status code"),
-            json!({"code": status, "msg": "simulated"}).to_string(),
+            json!({"code": status, "msg": "simulated", "request": request}).to_string(),
         ),
         Some(Fault::Slow(pause)) => {
             tokio::time::sleep(pause).await;
