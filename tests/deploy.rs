@@ -1939,7 +1939,7 @@ fn the_reconcile_cronjob_never_overlaps_and_its_environment_loads() {
     );
     assert_eq!(
         cronjob["spec"]["concurrencyPolicy"], "Forbid",
-        "two runs at once could publish the same missing call twice"
+        "scheduled runs should not queue for the lease"
     );
     let pod = pointer(cronjob, "/spec/jobTemplate/spec/template/spec", "CronJob");
     assert_eq!(pod["restartPolicy"], "Never");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::matching::PublishedCdr;
 use crate::config::{Bootstrap, RoutingSettings, Settings, TopicName, kafka_client_config};
@@ -55,6 +55,17 @@ pub struct PublishedCdrs {
     pub not_cdrs: u64,
 }
 
+/// A consumer's librdkafka properties: the `[kafka]` connection and security settings, without
+/// the producer's, committing nothing.
+pub(crate) fn consumer_config(settings: &Settings, brokers: &str) -> ClientConfig {
+    let mut config = kafka_client_config(&settings.kafka, brokers, &settings.delivery);
+    for property in PRODUCER_ONLY_PROPERTIES {
+        config.remove(property);
+    }
+    config.set("enable.auto.commit", "false");
+    config
+}
+
 /// Where CDRs are published: each status's topic and the fallback for other statuses.
 pub fn cdr_topics(routing: &RoutingSettings) -> Vec<TopicName> {
     let mut topics: Vec<TopicName> = routing
@@ -79,17 +90,13 @@ pub fn read_published_cdrs(
     let Bootstrap::Brokers(brokers) = &settings.kafka.bootstrap_servers else {
         return Err(ReadError::Embedded);
     };
-    let mut config = kafka_client_config(&settings.kafka, brokers, &settings.delivery);
-    for property in PRODUCER_ONLY_PROPERTIES {
-        config.remove(property);
-    }
+    let mut config = consumer_config(settings, brokers);
     // Partitions are assigned, never subscribed: the group is never joined nor committed to.
     config
         .set(
             "group.id",
             format!("{}-reconcile", settings.kafka.client_id),
         )
-        .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false");
     let consumer: BaseConsumer = config.create()?;
     let deadline = Instant::now() + timeout;

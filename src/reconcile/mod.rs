@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod kafka;
+pub mod lease;
 pub mod matching;
 pub mod recover;
 pub mod report;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::kafka::read_published_cdrs;
+use super::lease::Lease;
 use super::matching::{CdrIndex, Outcome, match_records};
 use super::recover::Recovery;
 use super::report::{KafkaReport, RunReport, time_text};
@@ -43,6 +44,36 @@ pub async fn run(settings: &Settings, window: Window, dry_run: bool) -> RunRepor
         }
     };
 
+    // Publishing runs hold the lease from before they read Kafka until their last CDR is
+    // published, so that no two runs publish the same missing call.
+    let lease = match &recovery {
+        None => None,
+        Some(_) => match Lease::acquire(settings).await {
+            Ok(lease) => Some(lease),
+            Err(error) => {
+                report.fail(error);
+                return report;
+            }
+        },
+    };
+    let publishing = recovery.as_ref().zip(lease.as_ref());
+    let report = reconcile_window(settings, window, &client, publishing, report).await;
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
+    report
+}
+
+/// List, read, match and, with a recovery and its lease, publish what is missing.
+async fn reconcile_window(
+    settings: &Settings,
+    window: Window,
+    client: &TelecmiClient,
+    publishing: Option<(&Recovery, &Lease)>,
+    mut report: RunReport,
+) -> RunReport {
+    let reconcile = &settings.reconcile;
+    let product = reconcile.product;
     // TeleCMI first: its answers are what the run is about, and a credential error should not
     // wait for a long read of Kafka.
     let mut listings = Vec::new();
@@ -90,7 +121,7 @@ pub async fn run(settings: &Settings, window: Window, dry_run: bool) -> RunRepor
             reconcile.match_tolerance(),
         );
         report.matched(product, listing, &outcomes);
-        let Some(recovery) = &recovery else {
+        let Some((recovery, lease)) = publishing else {
             continue;
         };
         let missing = listing
@@ -99,6 +130,14 @@ pub async fn run(settings: &Settings, window: Window, dry_run: bool) -> RunRepor
             .zip(&outcomes)
             .filter(|(_, outcome)| **outcome == Outcome::Missing);
         for (record, _) in missing {
+            if !lease.held() {
+                report.fail(
+                    "the reconcile lease was lost (this run stopped heartbeating to Kafka): \
+                     stopped publishing; the next run publishes what is still missing"
+                        .to_owned(),
+                );
+                return report;
+            }
             match recovery.publish(record).await {
                 Ok(event_id) => {
                     tracing::info!(endpoint = %listing.endpoint, call = %record.id, %event_id, "missing CDR published");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::http::Uri;
 use serde::{Deserialize, Serialize};
 
-use crate::config::SecretValue;
+use crate::config::{SecretValue, TopicName};
 
 /// TeleCMI's two product lines: their pull APIs differ in base, paths, credential field and
 /// record identity.
@@ -86,6 +86,10 @@ pub struct ReconcileSettings {
     pub kafka_margin_seconds: u64,
     /// Reading the CDR topics must finish within this time.
     pub kafka_read_timeout_ms: u64,
+    /// A publishing run holds the lease on this one-partition topic (see `reconcile::lease`).
+    pub lease_topic: String,
+    /// How long a publishing run waits for another run to finish before it gives up.
+    pub lease_wait_seconds: u64,
 }
 
 impl Default for ReconcileSettings {
@@ -106,6 +110,8 @@ impl Default for ReconcileSettings {
             match_tolerance_seconds: 5,
             kafka_margin_seconds: 600,
             kafka_read_timeout_ms: 120_000,
+            lease_topic: "telecmi.reconcile.lease".to_owned(),
+            lease_wait_seconds: 60,
         }
     }
 }
@@ -151,7 +157,13 @@ impl ReconcileSettings {
                 self.product.as_str()
             ));
         }
+        self.lease_topic()?;
         self.base_url().map(|_| ())
+    }
+
+    pub fn lease_topic(&self) -> Result<TopicName, String> {
+        TopicName::try_from(self.lease_topic.clone())
+            .map_err(|error| format!("reconcile.lease_topic: {error}"))
     }
 
     /// The API base: a URL whose scheme is https, or http to a loopback host only (a
@@ -296,6 +308,16 @@ mod tests {
         assert!(error.contains("reconcile.base_url"), "{error}");
         let error = with_base("not a url").validate().unwrap_err();
         assert!(error.contains("reconcile.base_url"), "{error}");
+    }
+
+    #[test]
+    fn the_lease_topic_must_be_a_topic_name() {
+        let settings = ReconcileSettings {
+            lease_topic: "no spaces allowed".to_owned(),
+            ..ReconcileSettings::default()
+        };
+        let error = settings.validate().unwrap_err();
+        assert!(error.contains("reconcile.lease_topic"), "{error}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use telecmi_bridge::Settings;
 use telecmi_bridge::config::SecretValue;
 use telecmi_bridge::pipeline::normalise;
 use telecmi_bridge::reconcile::kafka::{PublishedCdrs, cdr_topics, read_published_cdrs};
+use telecmi_bridge::reconcile::lease::Lease;
 use telecmi_bridge::reconcile::recover::{ORIGIN_HEADER, ORIGIN_RECONCILE};
 use telecmi_bridge::reconcile::report::RunReport;
 use telecmi_bridge::reconcile::run::run;
@@ -141,6 +142,10 @@ fn reconcile_settings(settings: &Settings, simulator: &Simulator, product: Produ
         kafka_read_timeout_ms: 30_000,
         ..ReconcileSettings::default()
     };
+    // Each test its own lease (group and topic), named after its prefixed topics.
+    let unique = settings.routing.cdr_fallback_topic.to_string();
+    settings.reconcile.lease_topic = format!("{unique}.lease");
+    settings.kafka.client_id = unique;
     settings
 }
 
@@ -345,5 +350,87 @@ async fn a_chub_india_run_matches_by_fingerprint_and_never_publishes_ambiguous_c
     assert_eq!(totals(&second), [12, 10, 0, 2, 0], "{}", second.to_text());
     let cdrs = cdrs_in_kafka(&app, &settings).await;
     assert_eq!(cdrs.len(), 11, "9 webhooks and 2 recovered");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_at_once_publish_each_missing_call_once() {
+    let prefix = unique_prefix();
+    let settings = real_settings(&prefix);
+    let app = spawn_app(settings.clone()).await;
+    let simulator = Simulator::start(Product::Chub).await;
+    let start_ms = now_ms() - 7_200_000;
+    let mut missing = 0;
+    for number in 0..40_u64 {
+        let endpoint = Endpoint::ALL[(number % 4) as usize];
+        let record = chub_record(number, start_ms + 60_000 * number as i64);
+        if number % 5 == 2 {
+            missing += 1;
+        } else {
+            let call_id = record["cmiuid"].as_str().expect("cmiuid").to_owned();
+            publish(&app, &webhook_cdr(endpoint, &record, &call_id)).await;
+        }
+        simulator.add_records(endpoint, [record]);
+    }
+    let run_settings = reconcile_settings(&settings, &simulator, Product::Chub);
+    let window = Window {
+        start_ms,
+        end_ms: start_ms + 3_600_000,
+    };
+    let (first, second) = tokio::join!(
+        run(&run_settings, window, false),
+        run(&run_settings, window, false)
+    );
+    for report in [&first, &second] {
+        assert!(report.complete, "{}", report.to_text());
+    }
+    assert_eq!(
+        [first.totals.published, second.totals.published]
+            .iter()
+            .sum::<usize>(),
+        missing,
+        "each missing call published once:\n{}\n{}",
+        first.to_text(),
+        second.to_text()
+    );
+    assert!(
+        first.totals.published == 0 || second.totals.published == 0,
+        "the run that waited found the other's CDRs"
+    );
+    assert_eq!(cdrs_in_kafka(&app, &settings).await.len(), 40);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_gives_up_while_another_holds_the_lease_and_says_so() {
+    let prefix = unique_prefix();
+    let settings = real_settings(&prefix);
+    // Creates the CDR topics the runs read.
+    let app = spawn_app(settings.clone()).await;
+    let simulator = Simulator::start(Product::Chub).await;
+    let mut run_settings = reconcile_settings(&settings, &simulator, Product::Chub);
+    run_settings.reconcile.lease_wait_seconds = 1;
+    let window = Window {
+        start_ms: now_ms() - 7_200_000,
+        end_ms: now_ms() - 3_600_000,
+    };
+    let holder = Lease::acquire(&run_settings).await.expect("the lease");
+    let waiting = run(&run_settings, window, false).await;
+    assert!(!waiting.complete);
+    assert!(
+        waiting
+            .errors
+            .iter()
+            .any(|error| error.contains("holds the lease")),
+        "{:?}",
+        waiting.errors
+    );
+    assert!(
+        run(&run_settings, window, true).await.complete,
+        "a dry run needs no lease"
+    );
+    holder.release().await;
+    let after = run(&run_settings, window, false).await;
+    assert!(after.complete, "{}", after.to_text());
     app.stop().await;
 }
