@@ -3,10 +3,10 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +25,10 @@ use crate::publish::{KafkaPublisher, Publisher};
 
 /// How often the spool's depth, size and oldest age are read into readiness and metrics.
 const SPOOL_MONITOR_INTERVAL: Duration = Duration::from_secs(1);
+/// Open connections on the admin listener, from any addresses: probes and scrapes need a few,
+/// and caps tuned for the webhook listener (per address behind a proxy, or small in tests)
+/// must not lock them out.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
 /// How often the rate limiter forgets callers whose allowance is full again.
 const RATE_LIMIT_CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often histogram samples are folded into the Prometheus recorder's summaries. The
@@ -71,32 +75,10 @@ pub struct Application {
     embedded: Option<EmbeddedCluster>,
 }
 
-/// The process-wide Prometheus recorder; every `Application` in a process shares it.
-fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let buckets = [
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ];
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full("telecmi_bridge_publish_duration_seconds".to_owned()),
-                    &buckets,
-                )
-                .unwrap_or_else(|_| PrometheusBuilder::new());
-            let recorder = builder.build_recorder();
-            let handle = recorder.handle();
-            // Fails only if another recorder is installed, in which case ours stays empty.
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
-}
-
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        let metrics = metrics_handle();
+        let metrics = crate::metrics::recorder();
+        crate::metrics::register_at_start(&settings);
         let spool = match settings.delivery.mode {
             DeliveryMode::Kafka => None,
             DeliveryMode::Spool => {
@@ -107,6 +89,9 @@ impl Application {
                 Some(spool)
             }
         };
+        for warning in settings.warnings() {
+            tracing::warn!("{warning}");
+        }
         let topics = settings.routing.all_topics();
         let (embedded, bootstrap_servers) = match &settings.kafka.bootstrap_servers {
             Bootstrap::Embedded => {
@@ -260,6 +245,7 @@ impl Application {
             callers: Arc::new(SourcePolicy::new(
                 &settings.auth.allowed_networks,
                 &settings.auth.trusted_proxies,
+                settings.auth.forwarded_header,
             )),
             signature: Signature::new(&settings.auth).map(Arc::new),
             rate_limit: rate_limit.clone(),
@@ -294,12 +280,23 @@ impl Application {
             delivery_mode = ?settings.delivery.mode,
             "telecmi-bridge serving"
         );
-        let header_read_timeout = Duration::from_millis(settings.server.header_read_timeout_ms);
-        let serve = |listener: TcpListener, router: axum::Router, tls| {
+        let connection_limits = http::server::ConnectionLimits {
+            header_read_timeout: Duration::from_millis(settings.server.header_read_timeout_ms),
+            max_header_bytes: settings.server.max_header_bytes,
+            max_connections: settings.server.max_connections,
+            max_connections_per_address: settings.server.max_connections_per_address,
+        };
+        let admin_connection_limits = http::server::ConnectionLimits {
+            max_connections: ADMIN_MAX_CONNECTIONS,
+            max_connections_per_address: ADMIN_MAX_CONNECTIONS,
+            ..connection_limits
+        };
+        let serve = |name, listener: TcpListener, router: axum::Router, limits, tls| {
             tokio::spawn(http::server::serve(
+                name,
                 listener,
                 router,
-                header_read_timeout,
+                limits,
                 tls,
                 stop.clone(),
             ))
@@ -312,8 +309,14 @@ impl Application {
         let reloading = self
             .tls
             .map(|store| tokio::spawn(store.watch(stop.clone())));
-        let public_server = serve(self.listener, public, acceptor);
-        let admin_server = serve(self.admin_listener, admin, None);
+        let public_server = serve("public", self.listener, public, connection_limits, acceptor);
+        let admin_server = serve(
+            "admin",
+            self.admin_listener,
+            admin,
+            admin_connection_limits,
+            None,
+        );
 
         shutdown.await;
         let deadline = Instant::now() + Duration::from_millis(settings.server.shutdown_timeout_ms);
@@ -387,6 +390,10 @@ async fn monitor_spool(monitor: SpoolMonitor, readiness: Readiness, stop: Cancel
             metrics::gauge!("telecmi_bridge_spool_bytes").set(status.bytes as f64);
             metrics::gauge!("telecmi_bridge_spool_oldest_age_seconds")
                 .set(status.oldest_age_seconds);
+            metrics::gauge!("telecmi_bridge_spool_kafka_refused_events")
+                .set(status.kafka_refused as f64);
+            metrics::gauge!("telecmi_bridge_spool_quarantined_events")
+                .set(status.quarantined as f64);
             readiness.set_spool(status);
         }
         tokio::select! {

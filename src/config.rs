@@ -16,6 +16,10 @@ use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize, Serializer};
 
 pub const ENV_PREFIX: &str = "TELECMI_BRIDGE_";
+/// hyper refuses a read buffer below 8 KiB. Above 64 KiB a long URI would get hyper's 414
+/// before the buffer fills, and the listener counts every too-large head as 431.
+const MIN_HEADER_BYTES: usize = 8 * 1024;
+const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Environment variables with the prefix that select files rather than set keys.
 const ENV_NOT_KEYS: [&str; 2] = ["PROFILE", "CONFIG_DIR"];
 
@@ -67,6 +71,13 @@ pub struct ServerSettings {
     pub header_read_timeout_ms: u64,
     /// Requests handled at once on the public listener; beyond it, 503 `overloaded`.
     pub max_in_flight_requests: usize,
+    /// hyper's read buffer per connection, which must hold a request's line and headers;
+    /// beyond it, 431. Bounds what a connection that never finishes its headers costs.
+    pub max_header_bytes: usize,
+    /// Open connections per listener; further ones are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Open connections per peer address (the TCP peer, so a proxy in front counts as one).
+    pub max_connections_per_address: usize,
     /// Webhooks per second per caller address (after trusted proxies); 0 turns it off.
     pub rate_limit_per_second: u32,
     /// Webhooks a caller may send at once before the rate applies.
@@ -74,6 +85,10 @@ pub struct ServerSettings {
     /// TLS on the webhook listener, for deployments without a terminating proxy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<ServerTls>,
+    /// Refuse to start without `tls` unless `tls_terminated_by_proxy` (the production profile).
+    pub require_tls: bool,
+    /// The operator's statement that a proxy in front terminates TLS.
+    pub tls_terminated_by_proxy: bool,
 }
 
 /// PEM files of the webhook listener's certificate chain and private key. They are read again
@@ -104,9 +119,14 @@ impl Default for ServerSettings {
             shutdown_timeout_ms: 20_000,
             header_read_timeout_ms: 10_000,
             max_in_flight_requests: 1_024,
+            max_header_bytes: 16 * 1024,
+            max_connections: 2_048,
+            max_connections_per_address: 256,
             rate_limit_per_second: 0,
             rate_limit_burst: 100,
             tls: None,
+            require_tls: false,
+            tls_terminated_by_proxy: false,
         }
     }
 }
@@ -125,6 +145,8 @@ pub struct KafkaSettings {
     pub metadata_timeout_ms: u64,
     pub readiness_interval_ms: u64,
     /// Further librdkafka properties (security, tuning); those the bridge owns are refused.
+    /// Values are shown by `check-config`, except those of keys that can hold a secret.
+    #[serde(serialize_with = "serialize_properties")]
     pub properties: BTreeMap<String, SecretValue>,
     pub security: KafkaSecurity,
 }
@@ -139,7 +161,8 @@ pub struct KafkaSecurity {
     pub sasl_username: String,
     /// The password itself (e.g. from TELECMI_BRIDGE_KAFKA__SECURITY__SASL_PASSWORD)...
     pub sasl_password: Option<SecretValue>,
-    /// ...or a file holding it (a mounted secret); trailing newlines are ignored.
+    /// ...or a file holding it (a mounted secret), read once at start-up into `sasl_password`;
+    /// trailing newlines are ignored.
     pub sasl_password_file: Option<PathBuf>,
     /// PEM file of the CA that signed the brokers' certificates; the system store if unset.
     pub ssl_ca_location: Option<PathBuf>,
@@ -147,6 +170,9 @@ pub struct KafkaSecurity {
     pub ssl_certificate_location: Option<PathBuf>,
     pub ssl_key_location: Option<PathBuf>,
     pub ssl_key_password: Option<SecretValue>,
+    /// Accept `kafka.properties` that turn off the verification of the brokers' certificates
+    /// (logged as a warning at start-up); refused otherwise.
+    pub allow_insecure_tls: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,27 +226,9 @@ impl SaslMechanism {
 }
 
 impl KafkaSecurity {
-    /// The SASL password, read from its file if it comes from one.
-    fn sasl_password(&self) -> Result<Option<String>, String> {
-        match (&self.sasl_password, &self.sasl_password_file) {
-            (Some(_), Some(_)) => {
-                Err("kafka.security: set sasl_password or sasl_password_file, not both".to_owned())
-            }
-            (Some(password), None) => Ok(Some(password.expose().to_owned())),
-            (None, Some(file)) => std::fs::read_to_string(file)
-                .map(|text| Some(text.trim_end_matches(['\r', '\n']).to_owned()))
-                .map_err(|error| {
-                    format!(
-                        "kafka.security.sasl_password_file: cannot read {}: {error}",
-                        file.display()
-                    )
-                }),
-            (None, None) => Ok(None),
-        }
-    }
-
+    /// Settings have read `sasl_password_file` into `sasl_password` at load.
     fn validate(&self) -> Result<(), String> {
-        let password = self.sasl_password()?;
+        let password = self.sasl_password.as_ref().map(SecretValue::expose);
         if self.protocol.uses_sasl() {
             if self.sasl_username.is_empty() {
                 return Err(format!(
@@ -228,7 +236,7 @@ impl KafkaSecurity {
                     self.protocol.as_librdkafka()
                 ));
             }
-            if password.as_deref().is_none_or(str::is_empty) {
+            if password.is_none_or(str::is_empty) {
                 return Err(format!(
                     "kafka.security: protocol {} needs sasl_password or sasl_password_file",
                     self.protocol.as_librdkafka()
@@ -264,17 +272,16 @@ impl KafkaSecurity {
         Ok(())
     }
 
-    /// librdkafka properties; validation has already read the password file once.
+    /// librdkafka properties; no I/O: the password file was read once, at load.
     fn apply(&self, config: &mut ClientConfig) {
         config.set("security.protocol", self.protocol.as_librdkafka());
         if self.protocol.uses_sasl() {
             config
                 .set("sasl.mechanism", self.sasl_mechanism.as_librdkafka())
-                .set("sasl.username", &self.sasl_username)
-                .set(
-                    "sasl.password",
-                    self.sasl_password().ok().flatten().unwrap_or_default(),
-                );
+                .set("sasl.username", &self.sasl_username);
+            if let Some(password) = &self.sasl_password {
+                config.set("sasl.password", password.expose());
+            }
         }
         let paths = [
             ("ssl.ca.location", &self.ssl_ca_location),
@@ -290,6 +297,56 @@ impl KafkaSecurity {
             config.set("ssl.key.password", password.expose());
         }
     }
+}
+
+/// Whether a librdkafka property's value may be a secret, and so is never shown.
+fn property_holds_secret(key: &str) -> bool {
+    [
+        "password",
+        "secret",
+        "key",
+        "token",
+        "sasl.jaas",
+        "oauthbearer",
+    ]
+    .iter()
+    .any(|marker| key.contains(marker))
+}
+
+/// Properties for `check-config`: values shown, except those of keys that can hold a secret.
+fn serialize_properties<S: Serializer>(
+    properties: &BTreeMap<String, SecretValue>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(properties.iter().map(|(key, value)| {
+        let shown = if property_holds_secret(key) {
+            "[redacted]"
+        } else {
+            value.expose()
+        };
+        (key, shown)
+    }))
+}
+
+/// A property that turns off the verification of the brokers' TLS certificates or names.
+fn weakens_tls(key: &str, value: &str) -> bool {
+    let value = value.trim();
+    match key {
+        "enable.ssl.certificate.verification" => {
+            value.eq_ignore_ascii_case("false") || value == "0"
+        }
+        "ssl.endpoint.identification.algorithm" => value.eq_ignore_ascii_case("none"),
+        _ => false,
+    }
+}
+
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// The largest envelope a body of `body_limit` bytes makes: the payload twice (`data.fields`
+/// and `data.original`) and under 4 KiB of attributes and headers.
+fn envelope_bound(body_limit: usize) -> usize {
+    body_limit.saturating_mul(2).saturating_add(4 * 1024)
 }
 
 impl Default for KafkaSettings {
@@ -407,6 +464,9 @@ pub struct SpoolSettings {
     pub forward_window: usize,
     /// Longest pause between attempts when Kafka refuses a spooled record.
     pub retry_backoff_max_ms: u64,
+    /// Attempts at an event Kafka refuses for good (too large, not authorised, no such topic)
+    /// before it is moved to the spool's quarantine; until then later events of its key wait.
+    pub quarantine_after_attempts: u32,
 }
 
 impl Default for SpoolSettings {
@@ -418,6 +478,7 @@ impl Default for SpoolSettings {
             on_corrupt: OnCorrupt::Refuse,
             forward_window: 10_000,
             retry_backoff_max_ms: 30_000,
+            quarantine_after_attempts: 5,
         }
     }
 }
@@ -438,8 +499,11 @@ pub struct PrivacySettings {
     pub mode: PrivacyMode,
     /// The HMAC-SHA256 key of `hmac` mode (16+ characters).
     pub hmac_key: Option<SecretValue>,
-    /// Top-level payload fields holding phone numbers.
+    /// Payload fields holding phone numbers, matched at any depth without regard to case, `_`
+    /// or `-`; an entry with dots (`custom.lead.mobile`) is one path from the top.
     pub phone_fields: Vec<String>,
+    /// A file holding `hmac_key`, read once at start-up; trailing newlines are ignored.
+    pub hmac_key_file: Option<PathBuf>,
 }
 
 impl Default for PrivacySettings {
@@ -447,9 +511,10 @@ impl Default for PrivacySettings {
         Self {
             mode: PrivacyMode::Off,
             hmac_key: None,
-            phone_fields: ["from", "to", "callerid", "virtual_number"]
+            phone_fields: ["from", "to", "callerid", "virtual_number", "did"]
                 .map(str::to_owned)
                 .to_vec(),
+            hmac_key_file: None,
         }
     }
 }
@@ -594,12 +659,14 @@ impl std::fmt::Display for TopicName {
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
     pub required: bool,
+    #[serde(deserialize_with = "secret_list")]
     pub tokens: Vec<SecretValue>,
     /// Query parameter that may carry a token; removed from the payload before it is kept.
     pub query_param: String,
     pub header: String,
     /// HMAC-SHA256 secrets; when any is set, every webhook must carry a valid signature of its
     /// body (of its query string for a GET) in `hmac_header`.
+    #[serde(deserialize_with = "secret_list")]
     pub hmac_secrets: Vec<SecretValue>,
     pub hmac_header: String,
     pub hmac_encoding: SignatureEncoding,
@@ -609,6 +676,19 @@ pub struct AuthSettings {
     pub allowed_networks: Vec<IpNet>,
     /// Proxies whose `Forwarded`/`X-Forwarded-For` headers are believed; none by default.
     pub trusted_proxies: Vec<IpNet>,
+    /// The one header the trusted proxies set; the other is the client's word and ignored.
+    pub forwarded_header: ForwardedHeader,
+    /// Files holding `tokens` / `hmac_secrets`, one per line, read once at start-up.
+    pub tokens_file: Option<PathBuf>,
+    pub hmac_secrets_file: Option<PathBuf>,
+    /// false (the production profile): refuse to start unless webhooks need a token or a
+    /// signature.
+    pub allow_unauthenticated: bool,
+    /// When set, signatures cover `"{timestamp}.{body}"` with the Unix time (seconds) sent in
+    /// this header, and a timestamp outside the tolerance is refused: no replays later on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hmac_timestamp_header: Option<String>,
+    pub hmac_timestamp_tolerance_seconds: u64,
 }
 
 impl Default for AuthSettings {
@@ -624,8 +704,26 @@ impl Default for AuthSettings {
             hmac_prefix: "sha256=".to_owned(),
             allowed_networks: Vec::new(),
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
+            tokens_file: None,
+            hmac_secrets_file: None,
+            allow_unauthenticated: true,
+            hmac_timestamp_header: None,
+            hmac_timestamp_tolerance_seconds: 300,
         }
     }
+}
+
+/// Where trusted proxies put the caller's address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For`, which nearly every proxy and ingress sets.
+    #[default]
+    #[serde(rename = "x-forwarded-for")]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=`.
+    #[serde(rename = "forwarded")]
+    Forwarded,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -635,10 +733,233 @@ pub enum SignatureEncoding {
     Base64,
 }
 
-/// A value that is never printed: `check-config` and logs show `[redacted]`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+/// A value that is never printed: `check-config` and logs show `[redacted]`, and a value that
+/// cannot be read is refused without being shown.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SecretValue(String);
+
+/// How a secret is written, for messages about one that could not be read.
+const SECRET_FORM: &str = "a secret as text, e.g. \"s3cr3t-value\" (an all-digit value is \
+     read as a number and loses leading zeros: write it in double quotes, e.g. \
+     TELECMI_BRIDGE_AUTH__TOKENS='\"000123...\"', or use the key's _file variant)";
+
+/// Keys whose values are secrets: errors about them never show the value.
+const SECRET_KEYS: [&str; 6] = [
+    "tokens",
+    "hmac_secrets",
+    "hmac_key",
+    "sasl_password",
+    "ssl_key_password",
+    "properties",
+];
+
+/// Accepts text, and numbers and booleans as their text (the environment provider parses
+/// `123456` as a number); the error for anything else never contains the value.
+struct SecretVisitor;
+
+impl serde::de::Visitor<'_> for SecretVisitor {
+    type Value = SecretValue;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(SECRET_FORM)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<SecretValue, E> {
+        Ok(SecretValue(text.to_owned()))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<SecretValue, E> {
+        Ok(SecretValue(value.to_string()))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<SecretValue, E> {
+        Ok(SecretValue(value.to_string()))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<SecretValue, E> {
+        Ok(SecretValue(value.to_string()))
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, value: i128) -> Result<SecretValue, E> {
+        Ok(SecretValue(value.to_string()))
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, value: u128) -> Result<SecretValue, E> {
+        Ok(SecretValue(value.to_string()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<SecretValue, E> {
+        Err(E::custom(format!(
+            "read as a decimal number, which cannot be kept exactly (value not shown); expected \
+             {SECRET_FORM}"
+        )))
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SecretVisitor)
+    }
+}
+
+/// A list of secrets: a list, or one secret on its own (`TELECMI_BRIDGE_AUTH__TOKENS=mytoken`).
+/// A lone value is never split at commas: a comma may be part of a secret, and splitting one
+/// would silently weaken it.
+fn secret_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<SecretValue>, D::Error> {
+    struct ListVisitor;
+
+    impl<'de> serde::de::Visitor<'de> for ListVisitor {
+        type Value = Vec<SecretValue>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str(
+                "one secret, e.g. TELECMI_BRIDGE_AUTH__TOKENS=s3cr3t-value, or a list, e.g. \
+                 TELECMI_BRIDGE_AUTH__TOKENS='[\"s3cr3t-1\", \"s3cr3t-2\"]'",
+            )
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut sequence: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut secrets = Vec::new();
+            while let Some(secret) = sequence.next_element::<SecretValue>()? {
+                secrets.push(secret);
+            }
+            Ok(secrets)
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            if text.trim_start().starts_with('[') {
+                return Err(E::custom(
+                    "starts with `[` but is not a well-formed list (value not shown); expected \
+                     [\"s3cr3t-1\", \"s3cr3t-2\"], or one secret without brackets",
+                ));
+            }
+            SecretVisitor.visit_str(text).map(|secret| vec![secret])
+        }
+
+        fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<Self::Value, E> {
+            SecretVisitor.visit_bool(value).map(|secret| vec![secret])
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
+            SecretVisitor.visit_i64(value).map(|secret| vec![secret])
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
+            SecretVisitor.visit_u64(value).map(|secret| vec![secret])
+        }
+
+        fn visit_i128<E: serde::de::Error>(self, value: i128) -> Result<Self::Value, E> {
+            SecretVisitor.visit_i128(value).map(|secret| vec![secret])
+        }
+
+        fn visit_u128<E: serde::de::Error>(self, value: u128) -> Result<Self::Value, E> {
+            SecretVisitor.visit_u128(value).map(|secret| vec![secret])
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Self::Value, E> {
+            SecretVisitor.visit_f64(value).map(|secret| vec![secret])
+        }
+    }
+
+    deserializer.deserialize_any(ListVisitor)
+}
+
+/// Replaces what figment says about a secret key's value (its messages quote the value found)
+/// with the accepted form; messages of the secret deserialisers above never hold the value.
+/// A TOML syntax error loses its quote of the offending line, which may hold a secret.
+fn without_secret_values(error: figment::Error) -> figment::Error {
+    let scrubbed: Vec<figment::Error> = error
+        .into_iter()
+        .map(|mut error| {
+            if let figment::error::Kind::Message(message) = &mut error.kind {
+                *message = without_quoted_lines(message);
+            }
+            let secret = error
+                .path
+                .iter()
+                .any(|segment| SECRET_KEYS.contains(&segment.as_str()));
+            if secret && !matches!(error.kind, figment::error::Kind::Message(_)) {
+                error.kind = figment::error::Kind::Message(format!(
+                    "invalid value (not shown: the key holds a secret); expected {SECRET_FORM}"
+                ));
+            }
+            error
+        })
+        .collect();
+    // `chain` puts its argument in front, so the chain is rebuilt from its end.
+    scrubbed
+        .into_iter()
+        .rev()
+        .reduce(|chain, error| chain.chain(error))
+        .unwrap_or_else(|| figment::Error::from("invalid configuration".to_owned()))
+}
+
+/// The message without the lines of a quoted source excerpt (`  |`, `2 | tokens = [...`).
+fn without_quoted_lines(message: &str) -> String {
+    let quoted = |line: &str| {
+        let line = line.trim_start();
+        let after_number = line.trim_start_matches(|c: char| c.is_ascii_digit());
+        line.starts_with('|') || (after_number.len() < line.len() && after_number.starts_with(" |"))
+    };
+    message
+        .lines()
+        .filter(|line| !quoted(line))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A secret file's content, without its trailing newlines. The error names the key and the
+/// path, never the content.
+fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|text| text.trim_end_matches(['\r', '\n']).to_owned())
+        .map_err(|error| {
+            ConfigError::Invalid(format!("{key}: cannot read {}: {error}", path.display()))
+        })
+}
+
+/// Reads `path` into `value` when `path` is set; setting both is refused.
+fn resolve_secret_file(
+    key: &str,
+    value: &mut Option<SecretValue>,
+    path: Option<&Path>,
+) -> Result<(), ConfigError> {
+    let Some(path) = path else { return Ok(()) };
+    if value.is_some() {
+        return Err(ConfigError::Invalid(format!(
+            "{key}: set {key} or {key}_file, not both"
+        )));
+    }
+    *value = Some(SecretValue(read_secret_file(&format!("{key}_file"), path)?));
+    Ok(())
+}
+
+/// Reads one secret per line of `path` into `values` when `path` is set; blank lines are
+/// skipped; setting both is refused.
+fn resolve_secret_lines(
+    key: &str,
+    values: &mut Vec<SecretValue>,
+    path: Option<&Path>,
+) -> Result<(), ConfigError> {
+    let Some(path) = path else { return Ok(()) };
+    if !values.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "{key}: set {key} or {key}_file, not both"
+        )));
+    }
+    *values = read_secret_file(&format!("{key}_file"), path)?
+        .lines()
+        .map(|line| line.trim_end_matches('\r'))
+        .filter(|line| !line.is_empty())
+        .map(SecretValue::from)
+        .collect();
+    Ok(())
+}
 
 impl SecretValue {
     pub fn expose(&self) -> &str {
@@ -749,9 +1070,38 @@ impl Settings {
     }
 
     pub fn from_figment(figment: &Figment) -> Result<Self, ConfigError> {
-        let settings: Self = figment.extract().map_err(Box::new)?;
+        let mut settings: Self = figment
+            .extract()
+            .map_err(|error| Box::new(without_secret_values(error)))?;
+        settings.read_secret_files()?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Every `*_file` secret is read here, once, at start-up, into its value; the path stays
+    /// for display. Nothing re-reads them later.
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        resolve_secret_lines(
+            "auth.tokens",
+            &mut self.auth.tokens,
+            self.auth.tokens_file.as_deref(),
+        )?;
+        resolve_secret_lines(
+            "auth.hmac_secrets",
+            &mut self.auth.hmac_secrets,
+            self.auth.hmac_secrets_file.as_deref(),
+        )?;
+        resolve_secret_file(
+            "privacy.hmac_key",
+            &mut self.privacy.hmac_key,
+            self.privacy.hmac_key_file.as_deref(),
+        )?;
+        let security = &mut self.kafka.security;
+        resolve_secret_file(
+            "kafka.security.sasl_password",
+            &mut security.sasl_password,
+            security.sasl_password_file.as_deref(),
+        )
     }
 
     pub fn default_config_dir() -> &'static Path {
@@ -783,6 +1133,38 @@ impl Settings {
             .validate()
             .map_err(ConfigError::Invalid)?;
         self.reconcile.validate().map_err(ConfigError::Invalid)?;
+        if let Some((key, value)) = self.insecure_tls_property()
+            && !self.kafka.security.allow_insecure_tls
+        {
+            return invalid(format!(
+                "kafka.properties.\"{key}\" = {value:?} turns off the verification of the \
+                 brokers' certificates; remove it, or set kafka.security.allow_insecure_tls = \
+                 true to accept that deliberately"
+            ));
+        }
+        let message_max_bytes = match self.kafka.properties.get("message.max.bytes") {
+            None => DEFAULT_MESSAGE_MAX_BYTES,
+            Some(value) => match value.expose().trim().parse() {
+                Ok(bytes) => bytes,
+                Err(_) => {
+                    return invalid(format!(
+                        "kafka.properties.\"message.max.bytes\": {:?} is not a number of bytes",
+                        value.expose()
+                    ));
+                }
+            },
+        };
+        if envelope_bound(self.server.body_limit_bytes) > message_max_bytes {
+            return invalid(format!(
+                "server.body_limit_bytes: a body of {} bytes can make an envelope of {} bytes \
+                 (2 x body + 4 KiB), more than Kafka's message.max.bytes ({message_max_bytes}); \
+                 lower the body limit to at most {}, or raise kafka.properties.\
+                 \"message.max.bytes\" (and the topics' max.message.bytes)",
+                self.server.body_limit_bytes,
+                envelope_bound(self.server.body_limit_bytes),
+                message_max_bytes.saturating_sub(4 * 1024) / 2
+            ));
+        }
         let positive = [
             ("delivery.ack_timeout_ms", self.delivery.ack_timeout_ms),
             ("server.request_timeout_ms", self.server.request_timeout_ms),
@@ -799,12 +1181,21 @@ impl Settings {
                 "server.max_in_flight_requests",
                 self.server.max_in_flight_requests as u64,
             ),
+            ("server.max_connections", self.server.max_connections as u64),
+            (
+                "server.max_connections_per_address",
+                self.server.max_connections_per_address as u64,
+            ),
             ("spool.max_events", self.spool.max_events),
             ("spool.max_bytes", self.spool.max_bytes),
             ("spool.forward_window", self.spool.forward_window as u64),
             (
                 "spool.retry_backoff_max_ms",
                 self.spool.retry_backoff_max_ms,
+            ),
+            (
+                "spool.quarantine_after_attempts",
+                u64::from(self.spool.quarantine_after_attempts),
             ),
             ("dedup.window_seconds", self.dedup.window_seconds),
             ("dedup.max_entries", self.dedup.max_entries),
@@ -825,6 +1216,12 @@ impl Settings {
         }
         if self.delivery.mode == DeliveryMode::Spool && self.spool.path.as_os_str().is_empty() {
             return invalid("spool.path: must be set in spool delivery mode".to_owned());
+        }
+        if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&self.server.max_header_bytes) {
+            return invalid(format!(
+                "server.max_header_bytes: must be between {MIN_HEADER_BYTES} and \
+                 {MAX_HEADER_BYTES}"
+            ));
         }
         if self.server.body_limit_bytes == 0 {
             return invalid("server.body_limit_bytes: must be greater than 0".to_owned());
@@ -850,6 +1247,36 @@ impl Settings {
         }
         if self.auth.required && self.auth.tokens.is_empty() {
             return invalid("auth.tokens: auth.required is true but no token is set".to_owned());
+        }
+        if !self.auth.required && !self.auth.tokens.is_empty() {
+            return invalid(
+                "auth.required: auth.tokens are set but auth.required is false, so they would \
+                 not be checked; set auth.required = true (TELECMI_BRIDGE_AUTH__REQUIRED=true) or \
+                 remove the tokens"
+                    .to_owned(),
+            );
+        }
+        if !self.auth.allow_unauthenticated
+            && !self.auth.required
+            && self.auth.hmac_secrets.is_empty()
+        {
+            return invalid(
+                "auth.allow_unauthenticated: false here, but webhooks need neither a token \
+                 (auth.required, auth.tokens) nor a signature (auth.hmac_secrets); configure one, \
+                 or set auth.allow_unauthenticated = true to accept anyone"
+                    .to_owned(),
+            );
+        }
+        if self.server.require_tls
+            && self.server.tls.is_none()
+            && !self.server.tls_terminated_by_proxy
+        {
+            return invalid(
+                "server.require_tls: the webhook token travels in the URL, so this profile needs \
+                 TLS: configure [server.tls], or set server.tls_terminated_by_proxy = true when a \
+                 proxy in front terminates it"
+                    .to_owned(),
+            );
         }
         if let Some(position) = self
             .auth
@@ -877,6 +1304,24 @@ impl Settings {
                 self.auth.hmac_header
             ));
         }
+        if let Some(header) = &self.auth.hmac_timestamp_header {
+            if axum::http::HeaderName::try_from(header.as_str()).is_err() {
+                return invalid(format!(
+                    "auth.hmac_timestamp_header: {header:?} is not a valid header name"
+                ));
+            }
+            if self.auth.hmac_secrets.is_empty() {
+                return invalid(
+                    "auth.hmac_timestamp_header: set, but no auth.hmac_secrets sign anything"
+                        .to_owned(),
+                );
+            }
+            if self.auth.hmac_timestamp_tolerance_seconds == 0 {
+                return invalid(
+                    "auth.hmac_timestamp_tolerance_seconds: must be greater than 0".to_owned(),
+                );
+            }
+        }
         if self.privacy.mode == PrivacyMode::Hmac
             && self
                 .privacy
@@ -887,6 +1332,17 @@ impl Settings {
             return invalid(
                 "privacy.hmac_key: hmac mode needs a key of at least 16 characters".to_owned(),
             );
+        }
+        if let Some(field) = self
+            .privacy
+            .phone_fields
+            .iter()
+            .find(|field| field.split('.').any(str::is_empty))
+        {
+            return invalid(format!(
+                "privacy.phone_fields: {field:?} has an empty name; write a field name or a \
+                 dotted path such as \"custom.lead.mobile\""
+            ));
         }
         if self.auth.query_param.is_empty() || self.auth.header.is_empty() {
             return invalid("auth.query_param and auth.header must not be empty".to_owned());
@@ -910,6 +1366,29 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// The first `kafka.properties` entry that weakens TLS, with its value.
+    fn insecure_tls_property(&self) -> Option<(&str, &str)> {
+        self.kafka
+            .properties
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.expose()))
+            .find(|(key, value)| weakens_tls(key, value))
+    }
+
+    /// What an operator should know about a configuration that is valid but weak; logged at
+    /// start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        self.insecure_tls_property()
+            .map(|(key, value)| {
+                format!(
+                    "kafka.properties.\"{key}\" = {value:?}: the brokers' certificates are not \
+                     fully verified (kafka.security.allow_insecure_tls = true)"
+                )
+            })
+            .into_iter()
+            .collect()
     }
 
     pub fn ack_timeout(&self) -> Duration {
@@ -1065,8 +1544,18 @@ mod tests {
                 "delivery.ack_timeout_ms",
             ),
             ("TELECMI_BRIDGE_AUTH__REQUIRED", "true", "auth.tokens"),
+            (
+                "TELECMI_BRIDGE_AUTH__HMAC_TIMESTAMP_HEADER",
+                "x-signature-timestamp",
+                "auth.hmac_timestamp_header",
+            ),
             ("TELECMI_BRIDGE_SERVER__LISTEN", "nowhere", "listen"),
             ("TELECMI_BRIDGE_KAFKA__COMPRESSION", "brotli", "compression"),
+            (
+                "TELECMI_BRIDGE_PRIVACY__PHONE_FIELDS",
+                "[\"from\", \"custom..mobile\"]",
+                "privacy.phone_fields",
+            ),
             (
                 "TELECMI_BRIDGE_KAFKA__PROPERTIES__ACKS",
                 "1",
@@ -1114,9 +1603,269 @@ mod tests {
             let error = Settings::load(&production).unwrap_err().to_string();
             assert!(error.contains("auth.tokens"), "{error}");
             jail.set_env("TELECMI_BRIDGE_AUTH__TOKENS", "[0123456789abcdef0123]");
+            let error = Settings::load(&production).unwrap_err().to_string();
+            assert!(error.contains("server.require_tls"), "{error}");
+            assert!(error.contains("tls_terminated_by_proxy"), "{error}");
+            jail.set_env("TELECMI_BRIDGE_SERVER__TLS_TERMINATED_BY_PROXY", "true");
             let settings = Settings::load(&production).expect("valid");
             assert!(settings.auth.required);
             assert!(!settings.to_redacted_toml().contains("0123456789abcdef"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_production_profile_needs_authentication_unless_explicitly_opted_out() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+        Jail::expect_with(|jail| {
+            jail.set_env("TELECMI_BRIDGE_PROFILE", "production");
+            jail.set_env("TELECMI_BRIDGE_KAFKA__BOOTSTRAP_SERVERS", "kafka:9092");
+            jail.set_env("TELECMI_BRIDGE_SERVER__TLS_TERMINATED_BY_PROXY", "true");
+            jail.set_env("TELECMI_BRIDGE_AUTH__REQUIRED", "false");
+            let production = Sources {
+                config_dir: dir.clone(),
+                ..sources()
+            };
+            let error = Settings::load(&production).unwrap_err().to_string();
+            assert!(error.contains("auth.allow_unauthenticated"), "{error}");
+            jail.set_env(
+                "TELECMI_BRIDGE_AUTH__HMAC_SECRETS",
+                "signing-secret-0123456789",
+            );
+            Settings::load(&production).expect("a signature is authentication");
+            jail.set_env("TELECMI_BRIDGE_AUTH__HMAC_SECRETS", "[]");
+            jail.set_env("TELECMI_BRIDGE_AUTH__ALLOW_UNAUTHENTICATED", "true");
+            let settings = Settings::load(&production).expect("explicitly open");
+            assert!(!settings.auth.required);
+
+            jail.set_env("TELECMI_BRIDGE_SERVER__TLS_TERMINATED_BY_PROXY", "false");
+            jail.create_file("tls.crt", "")?;
+            jail.create_file("tls.key", "")?;
+            jail.set_env(
+                "TELECMI_BRIDGE_SERVER__TLS",
+                "{certificate_path=\"tls.crt\",private_key_path=\"tls.key\"}",
+            );
+            Settings::load(&production).expect("TLS in the process");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tokens_that_would_not_be_checked_are_refused() {
+        Jail::expect_with(|jail| {
+            jail.set_env("TELECMI_BRIDGE_AUTH__TOKENS", "0123456789abcdef-unchecked");
+            let error = Settings::load(&sources()).unwrap_err().to_string();
+            assert!(
+                error.contains("auth.required") && error.contains("auth.tokens"),
+                "{error}"
+            );
+            assert!(!error.contains("0123456789abcdef-unchecked"), "{error}");
+            jail.set_env("TELECMI_BRIDGE_AUTH__REQUIRED", "true");
+            Settings::load(&sources()).expect("valid");
+            Ok(())
+        });
+    }
+
+    /// Every secret key, set to values that cannot be read or are refused: the value never
+    /// appears in the error.
+    #[test]
+    fn secret_values_never_appear_in_configuration_errors() {
+        let secret = "Leaky0Secret0Value";
+        let keys = [
+            "TELECMI_BRIDGE_AUTH__TOKENS",
+            "TELECMI_BRIDGE_AUTH__HMAC_SECRETS",
+            "TELECMI_BRIDGE_PRIVACY__HMAC_KEY",
+            "TELECMI_BRIDGE_KAFKA__SECURITY__SASL_PASSWORD",
+            "TELECMI_BRIDGE_KAFKA__SECURITY__SSL_KEY_PASSWORD",
+            "TELECMI_BRIDGE_KAFKA__PROPERTIES__SASL_OAUTHBEARER_CONFIG",
+        ];
+        let values = [
+            secret.to_owned(),
+            format!("[{secret}"),
+            format!("{{inner=\"{secret}\"}}"),
+            format!("[[\"{secret}\"]]"),
+            "98765.4321".to_owned(),
+        ];
+        for key in keys {
+            for value in &values {
+                Jail::expect_with(|jail| {
+                    jail.set_env(key, value);
+                    jail.set_env("TELECMI_BRIDGE_PRIVACY__MODE", "hmac");
+                    jail.set_env("TELECMI_BRIDGE_KAFKA__SECURITY__PROTOCOL", "sasl_plaintext");
+                    if let Err(error) = Settings::load(&sources()) {
+                        let error = error.to_string();
+                        for shown in [secret, "98765"] {
+                            assert!(!error.contains(shown), "{key}={value}: {error}");
+                        }
+                    }
+                    Ok(())
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn a_refused_secret_list_shows_the_accepted_form() {
+        Jail::expect_with(|jail| {
+            jail.set_env("TELECMI_BRIDGE_AUTH__TOKENS", "[not-a-closed-list");
+            let error = Settings::load(&sources()).unwrap_err().to_string();
+            assert!(error.to_lowercase().contains("auth.tokens"), "{error}");
+            assert!(error.contains(r#"["s3cr3t-1", "s3cr3t-2"]"#), "{error}");
+            assert!(!error.contains("not-a-closed-list"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn numeric_and_bare_secrets_are_accepted_from_the_environment() {
+        Jail::expect_with(|jail| {
+            jail.set_env("TELECMI_BRIDGE_AUTH__REQUIRED", "true");
+            jail.set_env("TELECMI_BRIDGE_AUTH__TOKENS", "1234567890123456");
+            jail.set_env(
+                "TELECMI_BRIDGE_AUTH__HMAC_SECRETS",
+                "[9876543210987654, \"x\"]",
+            );
+            jail.set_env("TELECMI_BRIDGE_PRIVACY__MODE", "hmac");
+            jail.set_env("TELECMI_BRIDGE_PRIVACY__HMAC_KEY", "11112222333344445555");
+            jail.set_env("TELECMI_BRIDGE_KAFKA__SECURITY__SSL_KEY_PASSWORD", "123456");
+            let error = Settings::load(&sources()).unwrap_err().to_string();
+            assert!(error.contains("auth.hmac_secrets[1]"), "{error}");
+            jail.set_env(
+                "TELECMI_BRIDGE_AUTH__HMAC_SECRETS",
+                "[9876543210987654, \"signing-0123456789\"]",
+            );
+            let settings = Settings::load(&sources()).expect("numbers are text");
+            let exposed = |secrets: &[SecretValue]| {
+                secrets
+                    .iter()
+                    .map(|s| s.expose().to_owned())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(exposed(&settings.auth.tokens), ["1234567890123456"]);
+            assert_eq!(
+                exposed(&settings.auth.hmac_secrets),
+                ["9876543210987654", "signing-0123456789"]
+            );
+            let key = settings.privacy.hmac_key.as_ref().map(SecretValue::expose);
+            assert_eq!(key, Some("11112222333344445555"));
+            let password = settings.kafka.security.ssl_key_password.as_ref();
+            assert_eq!(password.map(SecretValue::expose), Some("123456"));
+
+            // One token without brackets is one token, commas included.
+            jail.set_env(
+                "TELECMI_BRIDGE_AUTH__TOKENS",
+                "a-bare-token-0123,with-a-comma",
+            );
+            let settings = Settings::load(&sources()).expect("a bare token");
+            assert_eq!(
+                exposed(&settings.auth.tokens),
+                ["a-bare-token-0123,with-a-comma"]
+            );
+
+            // The environment provider reads all-digit values as numbers: leading zeros are
+            // lost (documented), unless the value is written in double quotes.
+            jail.set_env("TELECMI_BRIDGE_AUTH__TOKENS", "\"0001234567890123\"");
+            let settings = Settings::load(&sources()).expect("a quoted number");
+            assert_eq!(exposed(&settings.auth.tokens), ["0001234567890123"]);
+            jail.set_env("TELECMI_BRIDGE_AUTH__TOKENS", "0001234567890123");
+            let error = Settings::load(&sources()).unwrap_err().to_string();
+            assert!(error.contains("at least 16 characters"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secret_files_are_read_once_at_start_up() {
+        Jail::expect_with(|jail| {
+            jail.create_file("tokens", "token-one-0123456789\n\ntoken-two-0123456789\r\n")?;
+            jail.create_file("hmac", "signing-secret-0123456789\n")?;
+            jail.create_file("privacy-key", "0001112223334445556\n\n")?;
+            jail.set_env("TELECMI_BRIDGE_AUTH__REQUIRED", "true");
+            jail.set_env("TELECMI_BRIDGE_AUTH__TOKENS_FILE", "tokens");
+            jail.set_env("TELECMI_BRIDGE_AUTH__HMAC_SECRETS_FILE", "hmac");
+            jail.set_env("TELECMI_BRIDGE_PRIVACY__MODE", "hmac");
+            jail.set_env("TELECMI_BRIDGE_PRIVACY__HMAC_KEY_FILE", "privacy-key");
+            let settings = Settings::load(&sources()).expect("valid");
+            let tokens: Vec<&str> = settings.auth.tokens.iter().map(|t| t.expose()).collect();
+            assert_eq!(tokens, ["token-one-0123456789", "token-two-0123456789"]);
+            let secrets: Vec<&str> = settings
+                .auth
+                .hmac_secrets
+                .iter()
+                .map(|t| t.expose())
+                .collect();
+            assert_eq!(secrets, ["signing-secret-0123456789"]);
+            let key = settings.privacy.hmac_key.as_ref().map(SecretValue::expose);
+            assert_eq!(key, Some("0001112223334445556"), "leading zeros kept");
+            let shown = settings.to_redacted_toml();
+            assert!(
+                !shown.contains("0123456789") && !shown.contains("000111"),
+                "{shown}"
+            );
+
+            std::fs::remove_file("tokens").expect("remove");
+            assert_eq!(settings.auth.tokens.len(), 2, "read once, kept");
+            let error = Settings::load(&sources()).unwrap_err().to_string();
+            assert!(
+                error.contains("auth.tokens_file") && error.contains("tokens"),
+                "{error}"
+            );
+
+            jail.create_file("tokens", "token-one-0123456789\n")?;
+            jail.set_env(
+                "TELECMI_BRIDGE_AUTH__TOKENS",
+                "[\"token-inline-0123456789\"]",
+            );
+            let error = Settings::load(&sources()).unwrap_err().to_string();
+            assert!(error.contains("not both"), "{error}");
+            assert!(!error.contains("token-"), "{error}");
+            Ok(())
+        });
+        for (variable, key) in [
+            (
+                "TELECMI_BRIDGE_AUTH__HMAC_SECRETS_FILE",
+                "auth.hmac_secrets_file",
+            ),
+            (
+                "TELECMI_BRIDGE_PRIVACY__HMAC_KEY_FILE",
+                "privacy.hmac_key_file",
+            ),
+            (
+                "TELECMI_BRIDGE_KAFKA__SECURITY__SASL_PASSWORD_FILE",
+                "kafka.security.sasl_password_file",
+            ),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env(variable, "no-such-secret-file");
+                let error = Settings::load(&sources()).unwrap_err().to_string();
+                assert!(
+                    error.contains(key) && error.contains("no-such-secret-file"),
+                    "{error}"
+                );
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn the_sasl_password_file_is_read_at_load_and_never_again() {
+        Jail::expect_with(|jail| {
+            jail.create_file("kafka-password", "from-a-file-secret\n")?;
+            jail.set_env("TELECMI_BRIDGE_KAFKA__SECURITY__PROTOCOL", "sasl_plaintext");
+            jail.set_env("TELECMI_BRIDGE_KAFKA__SECURITY__SASL_USERNAME", "bridge");
+            jail.set_env(
+                "TELECMI_BRIDGE_KAFKA__SECURITY__SASL_PASSWORD_FILE",
+                "kafka-password",
+            );
+            let settings = Settings::load(&sources()).expect("valid");
+            std::fs::remove_file("kafka-password").expect("remove");
+            let config = kafka_client_config(&settings.kafka, "broker:9092", &settings.delivery);
+            assert_eq!(config.get("sasl.password"), Some("from-a-file-secret"));
+            let error = Settings::load(&sources()).unwrap_err().to_string();
+            assert!(
+                error.contains("kafka.security.sasl_password_file"),
+                "{error}"
+            );
             Ok(())
         });
     }
@@ -1226,6 +1975,107 @@ mod tests {
             );
             let error = Settings::load(&sources()).expect_err("owned").to_string();
             assert!(error.contains("kafka.security"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tls_weakening_properties_need_an_explicit_flag_and_are_warned_about() {
+        for property in [
+            "{\"enable.ssl.certificate.verification\"=false}",
+            "{\"enable.ssl.certificate.verification\"=\"false\"}",
+            "{\"enable.ssl.certificate.verification\"=\"0\"}",
+            "{\"ssl.endpoint.identification.algorithm\"=\"none\"}",
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env("TELECMI_BRIDGE_KAFKA__PROPERTIES", property);
+                let error = Settings::load(&sources()).unwrap_err().to_string();
+                assert!(
+                    error.contains("kafka.security.allow_insecure_tls"),
+                    "{property}: {error}"
+                );
+                jail.set_env("TELECMI_BRIDGE_KAFKA__SECURITY__ALLOW_INSECURE_TLS", "true");
+                let settings = Settings::load(&sources()).expect("explicitly allowed");
+                let warnings = settings.warnings();
+                assert_eq!(warnings.len(), 1, "{warnings:?}");
+                assert!(warnings[0].contains("not fully verified"), "{warnings:?}");
+                Ok(())
+            });
+        }
+        assert!(Settings::default().warnings().is_empty());
+    }
+
+    #[test]
+    fn check_config_shows_property_values_except_secret_ones() {
+        let settings = Settings {
+            kafka: KafkaSettings {
+                properties: BTreeMap::from([
+                    ("message.max.bytes".to_owned(), SecretValue::from("2000000")),
+                    (
+                        "sasl.oauthbearer.config".to_owned(),
+                        SecretValue::from("principal=bridge oauth-secret-1"),
+                    ),
+                    (
+                        "ssl.keystore.password".to_owned(),
+                        SecretValue::from("keystore-secret-2"),
+                    ),
+                    ("ssl.key.pem".to_owned(), SecretValue::from("pem-secret-3")),
+                ]),
+                ..KafkaSettings::default()
+            },
+            ..Settings::default()
+        };
+        let shown = settings.to_redacted_toml();
+        assert!(
+            shown.contains("\"message.max.bytes\" = \"2000000\""),
+            "{shown}"
+        );
+        for secret in ["oauth-secret-1", "keystore-secret-2", "pem-secret-3"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+
+    #[test]
+    fn the_body_limit_must_fit_kafkas_message_size() {
+        // (1,000,000 - 4,096) / 2: the largest body whose envelope fits librdkafka's default.
+        let largest = 497_952;
+        Jail::expect_with(|jail| {
+            jail.set_env("TELECMI_BRIDGE_SERVER__BODY_LIMIT_BYTES", largest);
+            Settings::load(&sources()).expect("fits");
+            jail.set_env("TELECMI_BRIDGE_SERVER__BODY_LIMIT_BYTES", largest + 1);
+            let error = Settings::load(&sources()).unwrap_err().to_string();
+            assert!(
+                error.contains("server.body_limit_bytes")
+                    && error.contains("message.max.bytes")
+                    && error.contains(&largest.to_string()),
+                "{error}"
+            );
+            jail.set_env(
+                "TELECMI_BRIDGE_KAFKA__PROPERTIES",
+                "{\"message.max.bytes\"=2000000}",
+            );
+            Settings::load(&sources()).expect("a larger message size");
+            jail.set_env(
+                "TELECMI_BRIDGE_KAFKA__PROPERTIES",
+                "{\"message.max.bytes\"=\"lots\"}",
+            );
+            let error = Settings::load(&sources()).unwrap_err().to_string();
+            assert!(error.contains("message.max.bytes"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_toml_syntax_error_does_not_quote_the_line() {
+        Jail::expect_with(|jail| {
+            jail.create_dir("config")?;
+            jail.create_file(
+                "config/default.toml",
+                "[auth]\nrequired = true\ntokens = [\"SecretInBrokenToml\n",
+            )?;
+            let error = Settings::load(&sources()).unwrap_err().to_string();
+            assert!(!error.contains("SecretInBrokenToml"), "{error}");
+            assert!(error.contains("line 3"), "{error}");
             Ok(())
         });
     }

@@ -4,9 +4,11 @@
 pub mod app;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod pipeline;
 pub mod publish;
 pub mod reconcile;
+pub mod replay;
 pub mod shutdown;
 pub mod telemetry;
 

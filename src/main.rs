@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use telecmi_bridge::config::{Settings, Sources};
+use telecmi_bridge::replay::{BadLine, ReplayError, ReplayOptions};
 use telecmi_bridge::{Application, shutdown, telemetry};
 
 /// jemalloc rather than glibc's malloc: allocation was a fifth of the bridge's CPU under load,
@@ -43,6 +44,22 @@ enum Command {
     CheckConfig,
     /// Compare TeleCMI's call records with the CDRs in Kafka and report the missing ones.
     Reconcile(telecmi_bridge::reconcile::ReconcileArgs),
+    /// Publish webhook payloads from a JSON-lines file (one payload, or one envelope the bridge
+    /// published, per line) through the webhook's pipeline to Kafka, in file order.
+    Replay {
+        /// The JSON-lines file.
+        file: PathBuf,
+        /// Publish the good lines and report the bad ones (default: publish nothing if any line
+        /// is bad).
+        #[arg(long)]
+        skip_bad_lines: bool,
+        /// Check every line and report; publish nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The first line to publish (1-based), to resume a replay that stopped.
+        #[arg(long, default_value_t = 1)]
+        from_line: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,22 +78,85 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => {
+            for warning in settings.warnings() {
+                eprintln!("telecmi-bridge: warning: {warning}");
+            }
             print!("{}", settings.to_redacted_toml());
             ExitCode::SUCCESS
         }
         Command::Serve => serve(settings),
         Command::Reconcile(args) => telecmi_bridge::reconcile::cli::main(settings, &args),
+        Command::Replay {
+            file,
+            skip_bad_lines,
+            dry_run,
+            from_line,
+        } => replay(
+            &settings,
+            &ReplayOptions {
+                file,
+                skip_bad_lines,
+                dry_run,
+                from_line,
+            },
+        ),
     }
+}
+
+fn replay(settings: &Settings, options: &ReplayOptions) -> ExitCode {
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    let report_bad = |bad: &[BadLine]| {
+        for line in bad {
+            eprintln!("{}:{}: {}", options.file.display(), line.line, line.reason);
+        }
+    };
+    match runtime.block_on(telecmi_bridge::replay::replay(settings, options)) {
+        Ok(summary) => {
+            report_bad(&summary.bad_lines);
+            let verb = if options.dry_run {
+                "would publish"
+            } else {
+                "published"
+            };
+            let count = if options.dry_run {
+                summary.events - summary.bad_lines.len()
+            } else {
+                summary.published
+            };
+            println!(
+                "{verb} {count} of {} events; {} bad line(s) skipped",
+                summary.events,
+                summary.bad_lines.len()
+            );
+            for (topic, events) in &summary.by_topic {
+                println!("  {topic}: {events}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(ReplayError::BadLines(bad)) => {
+            report_bad(&bad);
+            eprintln!("telecmi-bridge: {}", ReplayError::BadLines(bad));
+            ExitCode::from(3)
+        }
+        Err(error) => {
+            eprintln!("telecmi-bridge: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new()
+        .inspect_err(|error| eprintln!("telecmi-bridge: cannot start the async runtime: {error}"))
+        .ok()
 }
 
 fn serve(settings: Settings) -> ExitCode {
     telemetry::init(&settings.logging);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("telecmi-bridge: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     let outcome = runtime.block_on(async {
         Application::build(settings)

@@ -514,23 +514,22 @@ fn ports_agree_with_the_listeners() {
         Some(&settings.server.admin_listen.port())
     );
     assert_eq!(ports.len(), 2, "only the two listeners: {ports:?}");
-    let service_ports = array(
-        pointer(deploy.object("Service"), "/spec", "Service"),
-        "ports",
-    );
-    assert!(!service_ports.is_empty(), "the Service has no ports");
-    for port in service_ports {
-        let target = resolve_port(&port["targetPort"], &ports).unwrap_or_else(|| {
-            panic!(
-                "Service targetPort {} is no container port",
-                port["targetPort"]
-            )
-        });
-        assert_eq!(
-            target,
-            settings.server.listen.port(),
-            "the Service must expose only the webhook listener, not {port}"
-        );
+    for (file, service) in deploy.objects("Service") {
+        let service_ports = array(pointer(service, "/spec", file), "ports");
+        assert!(!service_ports.is_empty(), "{file}: a Service has no ports");
+        for port in service_ports {
+            let target = resolve_port(&port["targetPort"], &ports).unwrap_or_else(|| {
+                panic!(
+                    "Service targetPort {} is no container port",
+                    port["targetPort"]
+                )
+            });
+            assert_eq!(
+                target,
+                settings.server.listen.port(),
+                "the Service must expose only the webhook listener, not {port}"
+            );
+        }
     }
     let annotations = pointer(
         deploy.object("StatefulSet"),
@@ -917,9 +916,22 @@ fn kubernetes_objects_reference_each_other() {
         pointer(deployment, "/spec/selector/matchLabels", "StatefulSet"),
         "StatefulSet",
     );
-    selects_pods(
-        pointer(deploy.object("Service"), "/spec/selector", "Service"),
-        "Service",
+    for (file, service) in deploy.objects("Service") {
+        selects_pods(pointer(service, "/spec/selector", file), file);
+    }
+    let governing = scalar(
+        &deployment["spec"]["serviceName"],
+        "StatefulSet serviceName",
+    );
+    assert_eq!(
+        deploy.object_named("Service", &governing)["spec"]["clusterIP"],
+        "None",
+        "a StatefulSet's serviceName must name a headless Service"
+    );
+    let configmap = read("deploy/kubernetes/configmap.yaml");
+    assert!(
+        !configmap.to_lowercase().contains("deployment"),
+        "configmap.yaml speaks of a Deployment; the workload is a StatefulSet"
     );
     for (file, budget) in deploy.objects("PodDisruptionBudget") {
         selects_pods(pointer(budget, "/spec/selector/matchLabels", file), file);
@@ -978,6 +990,89 @@ fn kubernetes_objects_reference_each_other() {
     }
 }
 
+/// The admin port binds every address in the pod, so a policy must keep it from everyone but
+/// the scraper, while the webhook port stays open to the Ingress.
+#[test]
+fn a_network_policy_keeps_the_admin_port_from_the_rest_of_the_cluster() {
+    let deploy = deploy();
+    let policy = deploy.object("NetworkPolicy");
+    let pod_labels = pointer(
+        deploy.object("StatefulSet"),
+        "/spec/template/metadata/labels",
+        "pod template",
+    );
+    let selector = pointer(policy, "/spec/podSelector/matchLabels", "NetworkPolicy");
+    for (key, value) in selector.as_object().expect("labels") {
+        assert_eq!(&pod_labels[key], value, "the policy selects {key}={value}");
+    }
+    assert!(
+        array(&policy["spec"], "policyTypes").contains(&Value::from("Ingress")),
+        "the policy must govern ingress"
+    );
+    let named = container_ports(deploy.container());
+    let rules = array(&policy["spec"], "ingress");
+    let opens = |port: &str| -> Vec<&Value> {
+        rules
+            .iter()
+            .filter(|rule| {
+                array(rule, "ports").iter().any(|allowed| {
+                    resolve_port(&allowed["port"], &named) == named.get(port).copied()
+                })
+            })
+            .collect()
+    };
+    assert!(
+        opens("http").iter().any(|rule| rule.get("from").is_none()),
+        "the webhook port must stay reachable from the Ingress"
+    );
+    let admin = opens("admin");
+    assert!(!admin.is_empty(), "Prometheus must reach the admin port");
+    for rule in admin {
+        let sources = array(rule, "from");
+        assert!(
+            !sources.is_empty()
+                && sources
+                    .iter()
+                    .all(|source| source.get("podSelector").is_some()
+                        || source.get("namespaceSelector").is_some()),
+            "the admin port is open to every pod: {rule}"
+        );
+    }
+    assert!(
+        rules.iter().all(|rule| rule.get("ports").is_some()),
+        "a rule without ports opens every port"
+    );
+}
+
+/// The operator's PrometheusRule carries exactly the rules that promtool checks and tests in
+/// CI (deploy/prometheus/alerts.yaml), and every alert links its runbook section.
+#[test]
+fn the_prometheus_rule_is_the_tested_rules_file() {
+    let rules = single_yaml_document("deploy/prometheus/alerts.yaml");
+    let operator = single_yaml_document("deploy/prometheus/prometheusrule.yaml");
+    assert_eq!(operator["kind"], "PrometheusRule");
+    assert_eq!(
+        operator["spec"]["groups"], rules["groups"],
+        "deploy/prometheus/prometheusrule.yaml differs from alerts.yaml"
+    );
+    let runbook = read("docs/operations.md").to_lowercase();
+    for group in array(&rules, "groups") {
+        for rule in array(group, "rules") {
+            let alert = scalar(&rule["alert"], "alert");
+            let anchor = format!("#{}", alert.to_lowercase());
+            assert_eq!(
+                rule["annotations"]["runbook"],
+                format!("docs/operations.md{anchor}").as_str(),
+                "{alert}: runbook link"
+            );
+            assert!(
+                runbook.contains(&format!("### {}", alert.to_lowercase())),
+                "docs/operations.md has no section for {alert}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_pod_runs_locked_down() {
     let deploy = deploy();
@@ -1020,6 +1115,17 @@ fn compose_kafka_can_serve_the_bridge() {
     let advertised = kafka_env
         .get("KAFKA_ADVERTISED_LISTENERS")
         .expect("kafka: KAFKA_ADVERTISED_LISTENERS");
+    let tested = read("deploy/kafka/local-kafka.sh")
+        .lines()
+        .find_map(|line| line.strip_prefix("KAFKA_VERSION=\"${KAFKA_VERSION:-"))
+        .and_then(|rest| rest.split('}').next())
+        .map(str::to_owned)
+        .expect("local-kafka.sh sets KAFKA_VERSION");
+    assert_eq!(
+        scalar(&kafka["image"], "kafka image"),
+        format!("apache/kafka:{tested}"),
+        "compose should run the Kafka version the suites test against"
+    );
     let telecmi_bridge::config::Bootstrap::Brokers(brokers) = &settings.kafka.bootstrap_servers
     else {
         panic!("compose should point the bridge at the kafka service")

@@ -1,6 +1,9 @@
 //! One error type for the HTTP edge and its one mapping to responses: a stable `code`, a human
 //! message, never an internal detail (those are logged).
 
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -8,6 +11,7 @@ use serde_json::json;
 
 use crate::pipeline::RejectReason;
 use crate::publish::PublishError;
+use crate::telemetry::repeats::{Repeats, Verdict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -36,6 +40,8 @@ pub enum ApiError {
     RateLimited { retry_after_seconds: u64 },
     #[error("too many requests in progress; retry later")]
     Overloaded { retry_after_seconds: u32 },
+    #[error("the request was not completed in time")]
+    RequestTimeout,
     #[error("internal error")]
     Internal(String),
 }
@@ -68,6 +74,7 @@ impl ApiError {
             },
             Self::Overloaded { .. } => "overloaded",
             Self::RateLimited { .. } => "rate_limited",
+            Self::RequestTimeout => "request_timeout",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -86,6 +93,7 @@ impl ApiError {
             Self::Unauthorized | Self::BadSignature => StatusCode::UNAUTHORIZED,
             Self::ForbiddenSource => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Publish {
                 error: PublishError::Rejected(_),
                 ..
@@ -96,13 +104,32 @@ impl ApiError {
     }
 }
 
+/// During an outage every webhook meets the same cause: it is logged once, then once per
+/// interval with the count of answers held back (the request counter has them all).
+fn admit(cause: &str) -> Verdict {
+    static REPEATS: OnceLock<Mutex<Repeats>> = OnceLock::new();
+    REPEATS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .admit(cause, Instant::now())
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let code = self.code();
         match &self {
-            Self::Publish { error, .. } => tracing::warn!(code, %error, "event not confirmed"),
-            Self::Internal(detail) => tracing::error!(code, detail, "internal error"),
+            Self::Publish { error, .. } => {
+                if let Verdict::Log { held_back } = admit(&format!("{code}: {error}")) {
+                    tracing::warn!(code, %error, held_back, "event not confirmed");
+                }
+            }
+            Self::Internal(detail) => {
+                if let Verdict::Log { held_back } = admit(detail) {
+                    tracing::error!(code, detail, held_back, "internal error");
+                }
+            }
             other => tracing::info!(code, reason = %other, "request refused"),
         }
         let body = Json(json!({"error": {"code": code, "message": self.to_string()}}));

@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::rate_limit::RateLimit;
 use super::signature::Signature;
 use super::source::SourcePolicy;
-use crate::pipeline::{DeadLetter, Privacy, RawRequest, Router, decode, to_envelope};
+use crate::pipeline::{DeadLetter, Privacy, RawRequest, Router, decode, to_records};
 use crate::publish::dedup::Dedup;
 use crate::publish::{Publisher, Receipt};
 
@@ -193,16 +193,17 @@ pub async fn ingest(
             return Err(reason.into());
         }
     };
-    let decoded = match &state.privacy {
-        Some(privacy) => privacy.apply(decoded),
-        None => decoded,
-    };
-    let (normalised, envelope) = to_envelope(&state.source, decoded, received_at)
-        .map_err(|error| ApiError::Internal(format!("envelope serialisation: {error}")))?;
+    let (normalised, records) = to_records(
+        decoded,
+        state.privacy.as_deref(),
+        &state.source,
+        &state.router,
+        received_at,
+    )
+    .map_err(|error| ApiError::Internal(format!("envelope serialisation: {error}")))?;
     if !normalised.warnings.is_empty() {
         tracing::debug!(warnings = ?normalised.warnings, "payload normalised with warnings");
     }
-    let records = state.router.route(&normalised, Bytes::from(envelope));
     let topic = records
         .first()
         .map(|record| record.topic.to_string())

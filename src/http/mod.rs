@@ -10,20 +10,28 @@ pub mod signature;
 pub mod source;
 pub mod tls;
 
+use std::any::Any;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::{Body, HttpBody};
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, StatusCode};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{BoxError, Router};
+use bytes::Bytes;
+use hyper::body::{Frame, SizeHint};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
@@ -49,6 +57,8 @@ pub struct RequestLimits {
 pub fn router(state: IngestState, readiness: Readiness, limits: RequestLimits) -> Router {
     let webhook = get(ingest::ingest)
         .post(ingest::ingest)
+        // axum would hand a HEAD to the GET handler, which takes it for an empty POST.
+        .head(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::MethodNotAllowed });
     let health = Router::new()
         .route("/healthz", get(health::healthz))
@@ -60,6 +70,8 @@ pub fn router(state: IngestState, readiness: Readiness, limits: RequestLimits) -
         .with_state(state)
         .merge(health)
         .fallback(|| async { ApiError::NotFound })
+        // Listed from the inside out. `Router::layer` gives every route its own copy of each
+        // layer, so the in-flight permits are a global semaphore: one limit for the listener.
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(move |_: BoxError| async move {
@@ -68,19 +80,23 @@ pub fn router(state: IngestState, readiness: Readiness, limits: RequestLimits) -
                     }
                 }))
                 .load_shed()
-                .concurrency_limit(limits.max_in_flight),
+                .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight)),
         )
-        .layer(middleware::from_fn(count_requests))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            limits.timeout,
-        ))
-        // Outermost last: request ids are set before the span opens, and a panic anywhere
-        // inside still becomes a 500 instead of a dropped connection.
+        .layer(middleware::from_fn_with_state(limits.timeout, time_limit))
+        .layer(CatchPanicLayer::custom(answer_panic))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        // Not tower-http's default failure hook: it logs every 5xx at ERROR, one line per
+        // request through a whole outage; the cause is logged once by `ApiError`.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_failure(()),
+        )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(CatchPanicLayer::new())
+        .layer(middleware::map_request(keep_only_plain_request_id))
+        .layer(middleware::from_fn(close_unless_body_read))
+        // Outermost, so that every answer of the service is counted: 408s, panics, 503s.
+        .layer(middleware::from_fn(count_requests))
 }
 
 /// Loopback by default: health and Prometheus metrics for operators.
@@ -108,12 +124,113 @@ fn request_span(request: &Request) -> tracing::Span {
     tracing::info_span!("request", method = %request.method(), route, request_id)
 }
 
+/// The longest client `x-request-id` kept.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A client's request id goes into every log line of its request and back into the answer,
+/// so only a short, plain one is kept; `SetRequestIdLayer` generates one in place of any other.
+async fn keep_only_plain_request_id(mut request: Request) -> Request {
+    let headers = request.headers_mut();
+    let mut ids = headers.get_all(REQUEST_ID).iter();
+    let plain = match (ids.next(), ids.next()) {
+        (Some(id), None) => is_plain_request_id(id.as_bytes()),
+        (None, None) => true,
+        _ => false,
+    };
+    if !plain {
+        headers.remove(REQUEST_ID);
+    }
+    request
+}
+
+fn is_plain_request_id(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_LEN).contains(&id.len())
+        && id
+            .iter()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"._:-".contains(byte))
+}
+
+/// The whole-request deadline, answered in the JSON error shape.
+async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    tokio::time::timeout(limit, next.run(request))
+        .await
+        .unwrap_or_else(|_elapsed| ApiError::RequestTimeout.into_response())
+}
+
+/// A bug answered like any other internal error: logged with the panic's message, which the
+/// client never sees.
+fn answer_panic(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    ApiError::Internal(format!("a request handler panicked: {message}")).into_response()
+}
+
+/// hyper closes a connection whose request body was not read to its end (a refusal decided by
+/// the headers, a timeout). Saying so lets a client that reuses connections open a new one
+/// instead of writing its next request into a closed socket.
+async fn close_unless_body_read(request: Request, next: Next) -> Response {
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let read_to_end = Arc::new(AtomicBool::new(false));
+    let body_read = Arc::clone(&read_to_end);
+    let request = request.map(|body| {
+        Body::new(ReadToEnd {
+            body,
+            read_to_end: body_read,
+        })
+    });
+    let mut response = next.run(request).await;
+    if !read_to_end.load(Ordering::Acquire) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// A request body that records whether it was read to its end.
+struct ReadToEnd {
+    body: Body,
+    read_to_end: Arc<AtomicBool>,
+}
+
+impl HttpBody for ReadToEnd {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let frame = Pin::new(&mut self.body).poll_frame(context);
+        if matches!(frame, Poll::Ready(None)) {
+            self.read_to_end.store(true, Ordering::Release);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 async fn count_requests(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let started = std::time::Instant::now();
     let response = next.run(request).await;
+    metrics::histogram!("telecmi_bridge_http_request_duration_seconds", "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
     let outcome = response
         .extensions()
         .get::<error::ErrorCode>()
@@ -126,4 +243,88 @@ async fn count_requests(request: Request, next: Next) -> Response {
     )
     .increment(1);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use metrics_exporter_prometheus::PrometheusBuilder;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::{AuthSettings, ForwardedHeader, RoutingSettings};
+    use crate::http::auth::Auth;
+    use crate::http::source::SourcePolicy;
+    use crate::pipeline::{OutboundRecord, Router as EventRouter};
+    use crate::publish::{PublishFuture, Publisher};
+
+    /// A bug in the publishing path.
+    struct Panicking;
+
+    impl Publisher for Panicking {
+        fn publish(&self, _records: Vec<OutboundRecord>) -> PublishFuture {
+            panic!("a publisher bug")
+        }
+    }
+
+    fn state() -> IngestState {
+        IngestState {
+            publisher: Arc::new(Panicking),
+            dedup: None,
+            router: Arc::new(EventRouter::new(&RoutingSettings::default())),
+            auth: Arc::new(Auth::new(&AuthSettings::default())),
+            callers: Arc::new(SourcePolicy::new(&[], &[], ForwardedHeader::default())),
+            signature: None,
+            rate_limit: None,
+            privacy: None,
+            source: Arc::from("test"),
+            body_limit: 65_536,
+            retry_after_seconds: 1,
+        }
+    }
+
+    #[test]
+    fn a_panic_is_answered_500_in_the_json_shape_and_counted() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let metrics = recorder.handle();
+        let limits = RequestLimits {
+            timeout: Duration::from_secs(5),
+            max_in_flight: 8,
+            retry_after_seconds: 1,
+        };
+        let app = router(state(), Readiness::new(None), limits);
+        let request = Request::post(WEBHOOK_PATH)
+            .header("content-type", "application/json")
+            .body(Body::from(
+                r#"{"type":"event","status":"answered","cmiuuid":"p"}"#,
+            ))
+            .expect("request");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (status, body) = metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                let response = app.oneshot(request).await.expect("an answer");
+                let status = response.status();
+                let body = axum::body::to_bytes(response.into_body(), 4_096)
+                    .await
+                    .expect("body");
+                (status, body)
+            })
+        });
+        assert_eq!(status, 500);
+        let body: Value = serde_json::from_slice(&body).expect("a JSON body");
+        assert_eq!(body["error"]["code"], "internal_error");
+        assert!(
+            metrics.render().contains(
+                r#"telecmi_bridge_http_requests_total{route="/webhooks/telecmi",outcome="internal_error",status="500"} 1"#
+            ),
+            "{}",
+            metrics.render()
+        );
+    }
 }

@@ -4,7 +4,14 @@
 //! router as `ConnectInfo`, and shutdown is graceful: no new connections, in-flight requests
 //! finish. With TLS, the handshake runs in the connection's own task under the same deadline,
 //! so a client that stalls it holds neither the accept loop nor its connection for long.
+//!
+//! Memory is bounded per connection (hyper's read buffer, which must hold the request head)
+//! and in connections: beyond the caps, in total and per peer address, a connection is closed
+//! as soon as it is accepted, before any TLS or HTTP work.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -22,19 +29,34 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+/// What one listener lets a connection cost.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// A client must send a request's headers within this time.
+    pub header_read_timeout: Duration,
+    /// hyper's read buffer: a request head that does not fit gets 431.
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+}
+
 /// Serves `router` on `listener` (over TLS when given an acceptor) until `stop`, then waits for
-/// open connections to finish.
+/// open connections to finish. `name` labels the listener's connection metrics.
 pub async fn serve(
+    name: &'static str,
     listener: TcpListener,
     router: Router,
-    header_read_timeout: Duration,
+    limits: ConnectionLimits,
     tls: Option<TlsAcceptor>,
     stop: CancellationToken,
 ) {
+    let header_read_timeout = limits.header_read_timeout;
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    let open = Arc::new(OpenConnections::new(name, limits));
     loop {
         let (stream, peer) = tokio::select! {
             () = stop.cancelled() => break,
@@ -48,6 +70,10 @@ pub async fn serve(
                 }
             },
         };
+        // Refused by dropping the socket: no handshake, no buffer, no task.
+        let Some(admitted) = open.admit(peer.ip()) else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = router
             .clone()
@@ -58,6 +84,7 @@ pub async fn serve(
         let service = TowerToHyperService::new(service);
         let (http, watcher, tls) = (http.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
+            let _admitted = admitted;
             let served = match tls {
                 None => serve_connection(&http, stream, service, watcher).await,
                 Some(acceptor) => {
@@ -71,6 +98,7 @@ pub async fn serve(
                 }
             };
             if let Err(error) = served {
+                count_refusal_by_hyper(name, &error);
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
         });
@@ -104,4 +132,120 @@ where
 fn handshake_failed(reason: &str) -> BoxError {
     metrics::counter!("telecmi_bridge_tls_handshake_failures_total").increment(1);
     format!("TLS handshake failed: {reason}").into()
+}
+
+/// hyper answers a request it cannot parse itself (400, or 431 for a head beyond
+/// `max_header_bytes`; its 414 needs a URI longer than the buffer allows) and never calls the
+/// service, so the request metrics would not see it; it is counted here instead. A header-read
+/// timeout gets no answer: hyper closes the connection.
+fn count_refusal_by_hyper(listener: &'static str, error: &BoxError) {
+    let Some(error) = error.downcast_ref::<hyper::Error>() else {
+        return;
+    };
+    if error.is_timeout() {
+        metrics::counter!(
+            "telecmi_bridge_connections_closed_total",
+            "listener" => listener,
+            "reason" => "header_read_timeout"
+        )
+        .increment(1);
+        return;
+    }
+    if !error.is_parse() || error.is_parse_version_h2() || error.is_parse_status() {
+        return;
+    }
+    let (outcome, status) = if error.is_parse_too_large() {
+        ("header_too_large", "431")
+    } else {
+        ("malformed_request", "400")
+    };
+    metrics::counter!(
+        "telecmi_bridge_http_requests_total",
+        "route" => "unmatched",
+        "outcome" => outcome,
+        "status" => status
+    )
+    .increment(1);
+}
+
+/// The open connections of one listener, in total and per peer address.
+struct OpenConnections {
+    name: &'static str,
+    limits: ConnectionLimits,
+    counts: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+impl OpenConnections {
+    fn new(name: &'static str, limits: ConnectionLimits) -> Self {
+        Self {
+            name,
+            limits,
+            counts: Mutex::default(),
+        }
+    }
+
+    /// Counts a new connection from `address` in, or refuses it (counted) when a cap is reached.
+    fn admit(self: &Arc<Self>, address: IpAddr) -> Option<Admitted> {
+        let address = address.to_canonical();
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let from_address = counts.by_address.get(&address).copied().unwrap_or(0);
+        let refused = if counts.total >= self.limits.max_connections {
+            Some("max_connections")
+        } else if from_address >= self.limits.max_connections_per_address {
+            Some("max_connections_per_address")
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            metrics::counter!(
+                "telecmi_bridge_connections_refused_total",
+                "listener" => self.name,
+                "reason" => reason
+            )
+            .increment(1);
+            return None;
+        }
+        counts.total += 1;
+        counts.by_address.insert(address, from_address + 1);
+        self.publish(counts.total);
+        Some(Admitted {
+            open: Arc::clone(self),
+            address,
+        })
+    }
+
+    fn release(&self, address: IpAddr) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(from_address) = counts.by_address.get_mut(&address) {
+            *from_address -= 1;
+            if *from_address == 0 {
+                counts.by_address.remove(&address);
+            }
+        }
+        self.publish(counts.total);
+    }
+
+    fn publish(&self, total: usize) {
+        metrics::gauge!("telecmi_bridge_connections_open", "listener" => self.name)
+            .set(total as f64);
+    }
+}
+
+/// An admitted connection; counted out when its task ends.
+struct Admitted {
+    open: Arc<OpenConnections>,
+    address: IpAddr,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.open.release(self.address);
+    }
 }

@@ -1,5 +1,11 @@
 //! Optional HMAC-SHA256 verification of the body, for deployments with a signing proxy in
 //! front (TeleCMI itself signs nothing). Several secrets may be active, for rotation.
+//!
+//! With `auth.hmac_timestamp_header`, the signed message is `"{timestamp}.{body}"` (as Stripe
+//! does), the timestamp being that header's Unix time in seconds, so a captured request cannot
+//! be replayed once it is older than the tolerance.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, HeaderName};
 use base64::Engine;
@@ -14,6 +20,14 @@ pub struct Signature {
     header: HeaderName,
     encoding: SignatureEncoding,
     prefix: String,
+    timestamp: Option<SignedTimestamp>,
+}
+
+/// The header carrying the signed timestamp, and how far from now it may be.
+#[derive(Debug, Clone)]
+struct SignedTimestamp {
+    header: HeaderName,
+    tolerance: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +35,10 @@ pub enum SignatureError {
     Missing,
     Malformed,
     Mismatch,
+    /// No timestamp header, or not decimal Unix seconds.
+    MissingTimestamp,
+    /// Further from the bridge's clock than the tolerance: a replay, or a clock far off.
+    StaleTimestamp,
 }
 
 impl Signature {
@@ -33,12 +51,33 @@ impl Signature {
                 .unwrap_or(HeaderName::from_static("x-signature")),
             encoding: settings.hmac_encoding,
             prefix: settings.hmac_prefix.clone(),
+            timestamp: settings
+                .hmac_timestamp_header
+                .as_deref()
+                .map(|header| SignedTimestamp {
+                    header: HeaderName::try_from(header)
+                        .unwrap_or(HeaderName::from_static("x-signature-timestamp")),
+                    tolerance: Duration::from_secs(settings.hmac_timestamp_tolerance_seconds),
+                }),
         })
     }
 
-    /// Checks the header's signature of `message` against every secret, in constant time
-    /// per secret.
+    /// Checks the header's signature of `message` (after the timestamp, when configured)
+    /// against every secret, in constant time per secret.
     pub fn verify(&self, headers: &HeaderMap, message: &[u8]) -> Result<(), SignatureError> {
+        self.verify_at(headers, message, SystemTime::now())
+    }
+
+    fn verify_at(
+        &self,
+        headers: &HeaderMap,
+        message: &[u8],
+        now: SystemTime,
+    ) -> Result<(), SignatureError> {
+        let signed_timestamp = match &self.timestamp {
+            Some(timestamp) => Some(timestamp.check(headers, now)?),
+            None => None,
+        };
         let presented = headers
             .get(&self.header)
             .ok_or(SignatureError::Missing)?
@@ -57,7 +96,11 @@ impl Signature {
         .ok_or(SignatureError::Malformed)?;
         let matches = self.secrets.iter().any(|secret| {
             Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
-                .map(|mac| mac.chain_update(message).verify_slice(&tag).is_ok())
+                .map(|mac| {
+                    signed_message(mac, signed_timestamp, message)
+                        .verify_slice(&tag)
+                        .is_ok()
+                })
                 .unwrap_or(false)
         });
         if matches {
@@ -68,10 +111,67 @@ impl Signature {
     }
 }
 
+impl SignedTimestamp {
+    /// The header's timestamp, if it is within the tolerance of `now`.
+    fn check(&self, headers: &HeaderMap, now: SystemTime) -> Result<u64, SignatureError> {
+        let seconds: u64 = headers
+            .get(&self.header)
+            .and_then(|value| value.to_str().ok())
+            .filter(|text| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()))
+            .and_then(|text| text.parse().ok())
+            .ok_or(SignatureError::MissingTimestamp)?;
+        let sent = UNIX_EPOCH + Duration::from_secs(seconds);
+        let distance = now
+            .duration_since(sent)
+            .or_else(|_| sent.duration_since(now))
+            .unwrap_or(Duration::MAX);
+        if distance > self.tolerance {
+            return Err(SignatureError::StaleTimestamp);
+        }
+        Ok(seconds)
+    }
+}
+
+/// The MAC over `"{timestamp}.{message}"`, or over `message` alone without a timestamp.
+fn signed_message(mac: Hmac<Sha256>, timestamp: Option<u64>, message: &[u8]) -> Hmac<Sha256> {
+    match timestamp {
+        Some(seconds) => mac
+            .chain_update(seconds.to_string())
+            .chain_update(b".")
+            .chain_update(message),
+        None => mac.chain_update(message),
+    }
+}
+
 /// The signature a signing proxy would send: for tests and for documenting the format.
 pub fn sign(secret: &str, message: &[u8], encoding: SignatureEncoding) -> String {
+    sign_message(secret, None, message, encoding)
+}
+
+/// The signature of `"{timestamp}.{message}"`, sent with `timestamp` (Unix seconds) in
+/// `auth.hmac_timestamp_header`.
+pub fn sign_with_timestamp(
+    secret: &str,
+    timestamp: u64,
+    message: &[u8],
+    encoding: SignatureEncoding,
+) -> String {
+    sign_message(secret, Some(timestamp), message, encoding)
+}
+
+fn sign_message(
+    secret: &str,
+    timestamp: Option<u64>,
+    message: &[u8],
+    encoding: SignatureEncoding,
+) -> String {
     let tag = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .map(|mac| mac.chain_update(message).finalize().into_bytes().to_vec())
+        .map(|mac| {
+            signed_message(mac, timestamp, message)
+                .finalize()
+                .into_bytes()
+                .to_vec()
+        })
         .unwrap_or_default();
     match encoding {
         SignatureEncoding::Hex => hex::encode(tag),
@@ -142,6 +242,64 @@ mod tests {
         assert_eq!(
             check.verify(&with("x-signature", &unprefixed), body),
             Err(SignatureError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_timestamped_signature_is_refused_outside_the_tolerance() {
+        let check = Signature::new(&AuthSettings {
+            hmac_secrets: vec![SecretValue::from("new-secret-0123456789")],
+            hmac_timestamp_header: Some("x-signature-timestamp".to_owned()),
+            hmac_timestamp_tolerance_seconds: 300,
+            ..AuthSettings::default()
+        })
+        .expect("configured");
+        let body = br#"{"type":"event","status":"answered"}"#;
+        let sent_at = 1_700_000_000;
+        let headers = |timestamp: &str, signature: String| {
+            let mut headers = with("x-signature", &format!("sha256={signature}"));
+            headers.insert("x-signature-timestamp", timestamp.parse().expect("value"));
+            headers
+        };
+        let signed = sign_with_timestamp(
+            "new-secret-0123456789",
+            sent_at,
+            body,
+            SignatureEncoding::Hex,
+        );
+        let at = |seconds: u64| UNIX_EPOCH + Duration::from_secs(seconds);
+        let request = headers(&sent_at.to_string(), signed.clone());
+        assert_eq!(check.verify_at(&request, body, at(sent_at)), Ok(()));
+        assert_eq!(check.verify_at(&request, body, at(sent_at + 300)), Ok(()));
+        assert_eq!(
+            check.verify_at(&request, body, at(sent_at + 301)),
+            Err(SignatureError::StaleTimestamp),
+            "a replay after the window"
+        );
+        assert_eq!(
+            check.verify_at(&request, body, at(sent_at - 301)),
+            Err(SignatureError::StaleTimestamp),
+            "a timestamp in the future"
+        );
+        assert_eq!(
+            check.verify_at(
+                &headers(&(sent_at + 1).to_string(), signed),
+                body,
+                at(sent_at)
+            ),
+            Err(SignatureError::Mismatch),
+            "the timestamp is signed: changing it breaks the signature"
+        );
+        let untimed = sign("new-secret-0123456789", body, SignatureEncoding::Hex);
+        let mut without = with("x-signature", &format!("sha256={untimed}"));
+        assert_eq!(
+            check.verify_at(&without, body, at(sent_at)),
+            Err(SignatureError::MissingTimestamp)
+        );
+        without.insert("x-signature-timestamp", "-5".parse().expect("value"));
+        assert_eq!(
+            check.verify_at(&without, body, at(sent_at)),
+            Err(SignatureError::MissingTimestamp)
         );
     }
 

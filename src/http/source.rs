@@ -1,14 +1,18 @@
 //! Who is calling: the client address behind trusted proxies, and the optional allow-list.
 //!
-//! `X-Forwarded-For` and `Forwarded` are written by whoever sends the request, so they are
-//! read only when the connection comes from a configured trusted proxy, and then only up to the
-//! first address that is not itself a trusted proxy (walking from the nearest hop back).
+//! `X-Forwarded-For` and `Forwarded` are written by whoever sends the request, so only the one
+//! header the operator's proxy sets (`auth.forwarded_header`) is read, only when the connection
+//! comes from a configured trusted proxy, and then only up to the first address that is not
+//! itself a trusted proxy (walking from the nearest hop back). The other header is ignored: a
+//! proxy that sets one passes the other through from the client untouched.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::http::HeaderMap;
 use axum::http::header::FORWARDED;
 use ipnet::IpNet;
+
+use crate::config::ForwardedHeader;
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
@@ -17,13 +21,19 @@ pub struct SourcePolicy {
     /// Empty: every address may call.
     allowed: Vec<IpNet>,
     trusted_proxies: Vec<IpNet>,
+    forwarded_header: ForwardedHeader,
 }
 
 impl SourcePolicy {
-    pub fn new(allowed: &[IpNet], trusted_proxies: &[IpNet]) -> Self {
+    pub fn new(
+        allowed: &[IpNet],
+        trusted_proxies: &[IpNet],
+        forwarded_header: ForwardedHeader,
+    ) -> Self {
         Self {
             allowed: allowed.to_vec(),
             trusted_proxies: trusted_proxies.to_vec(),
+            forwarded_header,
         }
     }
 
@@ -40,7 +50,7 @@ impl SourcePolicy {
         if !self.trusted(peer) {
             return peer;
         }
-        let hops = forwarded_hops(headers);
+        let hops = forwarded_hops(headers, self.forwarded_header);
         hops.iter()
             .rev()
             .copied()
@@ -60,33 +70,30 @@ impl SourcePolicy {
     }
 }
 
-/// Forwarded addresses, farthest first: `Forwarded: for=` if present (RFC 7239), else
-/// `X-Forwarded-For`. A hop that is not an address (`unknown`, an obfuscated name) ends the
-/// chain there, since nothing before it can be attributed.
-fn forwarded_hops(headers: &HeaderMap) -> Vec<IpAddr> {
-    let forwarded: Vec<String> = headers
-        .get_all(FORWARDED)
+/// Forwarded addresses, farthest first, from the one configured header: `Forwarded: for=`
+/// (RFC 7239) or `X-Forwarded-For`. A hop that is not an address (`unknown`, an obfuscated
+/// name) ends the chain there, since nothing before it can be attributed.
+fn forwarded_hops(headers: &HeaderMap, header: ForwardedHeader) -> Vec<IpAddr> {
+    let name = match header {
+        ForwardedHeader::XForwardedFor => X_FORWARDED_FOR,
+        ForwardedHeader::Forwarded => FORWARDED.as_str(),
+    };
+    let elements = headers
+        .get_all(name)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                name.eq_ignore_ascii_case("for")
-                    .then(|| value.trim().trim_matches('"').to_owned())
+        .flat_map(|value| value.split(','));
+    let hops: Vec<String> = match header {
+        ForwardedHeader::XForwardedFor => elements.map(|hop| hop.trim().to_owned()).collect(),
+        ForwardedHeader::Forwarded => elements
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (name, value) = pair.trim().split_once('=')?;
+                    name.eq_ignore_ascii_case("for")
+                        .then(|| value.trim().trim_matches('"').to_owned())
+                })
             })
-        })
-        .collect();
-    let hops: Vec<String> = if forwarded.is_empty() {
-        headers
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(|hop| hop.trim().to_owned())
-            .collect()
-    } else {
-        forwarded
+            .collect(),
     };
     let mut parsed = Vec::with_capacity(hops.len());
     for hop in hops.iter().rev() {
@@ -135,7 +142,7 @@ mod tests {
 
     #[test]
     fn forwarding_headers_are_ignored_unless_the_peer_is_a_trusted_proxy() {
-        let policy = SourcePolicy::new(&[], &nets(&["10.0.0.0/8"]));
+        let policy = SourcePolicy::new(&[], &nets(&["10.0.0.0/8"]), ForwardedHeader::default());
         let spoofed = headers(&[("x-forwarded-for", "203.0.113.9")]);
         assert_eq!(
             policy.client_ip(peer("198.51.100.7"), &spoofed),
@@ -154,7 +161,11 @@ mod tests {
 
     #[test]
     fn the_client_is_the_nearest_untrusted_hop_not_the_first_one_claimed() {
-        let policy = SourcePolicy::new(&[], &nets(&["10.0.0.0/8", "192.168.0.0/16"]));
+        let policy = SourcePolicy::new(
+            &[],
+            &nets(&["10.0.0.0/8", "192.168.0.0/16"]),
+            ForwardedHeader::XForwardedFor,
+        );
         // A client forged "1.1.1.1"; the real client 203.0.113.9 went through two proxies.
         let chain = headers(&[("x-forwarded-for", "1.1.1.1, 203.0.113.9, 192.168.1.1")]);
         assert_eq!(
@@ -172,8 +183,34 @@ mod tests {
     }
 
     #[test]
-    fn rfc_7239_forwarded_wins_and_understands_ports_and_ipv6() {
-        let policy = SourcePolicy::new(&[], &nets(&["10.0.0.0/8"]));
+    fn only_the_configured_header_is_read_the_other_is_the_clients_word() {
+        let ip = |text: &str| text.parse::<IpAddr>().expect("ip");
+        let both = headers(&[
+            ("x-forwarded-for", "198.51.100.9"),
+            ("forwarded", "for=203.0.113.5"),
+        ]);
+        let by_xff = SourcePolicy::new(&[], &nets(&["127.0.0.0/8"]), ForwardedHeader::default());
+        assert_eq!(
+            by_xff.client_ip(peer("127.0.0.1"), &both),
+            ip("198.51.100.9")
+        );
+        let by_forwarded =
+            SourcePolicy::new(&[], &nets(&["127.0.0.0/8"]), ForwardedHeader::Forwarded);
+        assert_eq!(
+            by_forwarded.client_ip(peer("127.0.0.1"), &both),
+            ip("203.0.113.5")
+        );
+        let xff_only = headers(&[("x-forwarded-for", "198.51.100.9")]);
+        assert_eq!(
+            by_forwarded.client_ip(peer("127.0.0.1"), &xff_only),
+            ip("127.0.0.1"),
+            "X-Forwarded-For is ignored when the proxy sets Forwarded"
+        );
+    }
+
+    #[test]
+    fn rfc_7239_forwarded_understands_ports_and_ipv6() {
+        let policy = SourcePolicy::new(&[], &nets(&["10.0.0.0/8"]), ForwardedHeader::Forwarded);
         let forwarded = headers(&[
             (
                 "forwarded",
@@ -195,7 +232,11 @@ mod tests {
 
     #[test]
     fn the_allow_list_takes_ipv4_ipv6_and_mapped_addresses() {
-        let policy = SourcePolicy::new(&nets(&["203.0.113.0/24", "2001:db8::/32"]), &[]);
+        let policy = SourcePolicy::new(
+            &nets(&["203.0.113.0/24", "2001:db8::/32"]),
+            &[],
+            ForwardedHeader::default(),
+        );
         let ip = |text: &str| text.parse::<IpAddr>().expect("ip");
         assert!(policy.allows(ip("203.0.113.200")));
         assert!(policy.allows(ip("2001:db8:1::5")));

@@ -47,7 +47,13 @@ pub struct Decoded {
     /// The payload's fields; where a key repeats, its last occurrence (as `JSON.parse` does).
     pub fields: Map<String, Value>,
     pub original: Original,
+    /// What decoding had to assume, for the envelope's warnings.
+    pub warnings: Vec<String>,
 }
+
+/// The warning of a JSON object sent with a form content type (what `curl -d @file.json`
+/// sends).
+pub const JSON_LABELLED_AS_FORM: &str = "content-type said application/x-www-form-urlencoded, but the body is a JSON object; read as JSON";
 
 pub fn decode(request: &RawRequest<'_>) -> Result<Decoded, RejectReason> {
     if let Some(encoding) = request.content_encoding
@@ -68,8 +74,20 @@ pub fn decode(request: &RawRequest<'_>) -> Result<Decoded, RejectReason> {
     }
     match body_kind(request.content_type, request.body)? {
         BodyKind::Json => decode_json(request.body),
+        BodyKind::Form if starts_like_json_object(request.body) => {
+            let mut decoded = decode_json(request.body)?;
+            decoded.warnings.push(JSON_LABELLED_AS_FORM.to_owned());
+            Ok(decoded)
+        }
         BodyKind::Form => decode_pairs(request.body, Encoding::Form, None),
     }
+}
+
+/// A form body never starts with `{`; a JSON object sent with a form label always does. Read
+/// as a form, its whole text would become one field name, so it is read as the JSON it is, or
+/// refused as malformed JSON.
+fn starts_like_json_object(body: &[u8]) -> bool {
+    body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{')
 }
 
 enum BodyKind {
@@ -137,6 +155,7 @@ fn decode_json(body: &[u8]) -> Result<Decoded, RejectReason> {
         encoding: Encoding::Json,
         fields,
         original,
+        warnings: Vec::new(),
     })
 }
 
@@ -251,6 +270,7 @@ fn decode_pairs(
         encoding,
         fields,
         original: Original::Fields(original),
+        warnings: Vec::new(),
     })
 }
 
@@ -369,6 +389,24 @@ mod tests {
             decode(&post(Some("application/json; charset=latin1"), body)).unwrap_err(),
             RejectReason::UnsupportedCharset
         );
+    }
+
+    #[test]
+    fn a_json_object_labelled_as_a_form_is_read_as_json_with_a_warning() {
+        let form = Some("application/x-www-form-urlencoded");
+        let body = b" {\"type\":\"event\",\"status\":\"answered\",\"to\":\"a&b=c\"}";
+        let decoded = decode(&post(form, body)).expect("read as JSON");
+        assert_eq!(decoded.encoding, Encoding::Json);
+        assert_eq!(decoded.fields["status"], "answered");
+        assert_eq!(decoded.fields["to"], "a&b=c");
+        assert_eq!(decoded.warnings, [JSON_LABELLED_AS_FORM]);
+        assert!(matches!(
+            decode(&post(form, b"{\"type\":\"event\"")).unwrap_err(),
+            RejectReason::MalformedJson(_)
+        ));
+        let plain_form = decode(&post(form, b"type=event&status=answered")).expect("a form");
+        assert_eq!(plain_form.encoding, Encoding::Form);
+        assert!(plain_form.warnings.is_empty());
     }
 
     #[test]

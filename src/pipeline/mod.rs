@@ -26,11 +26,33 @@ pub fn to_envelope(
         encoding,
         fields,
         original,
+        warnings,
     } = decoded;
-    let normalised = normalise(fields);
+    let mut normalised = normalise(fields);
+    if !warnings.is_empty() {
+        normalised.warnings.splice(0..0, warnings);
+    }
     let envelope =
         Envelope::new(source, encoding, &original, &normalised, received_at).to_bytes()?;
     Ok((normalised, envelope))
+}
+
+/// The whole pure path of a decoded payload, as the webhook and `replay` both take it: phone
+/// numbers protected (when privacy is on), normalised, enveloped once, routed to its records.
+pub fn to_records(
+    decoded: Decoded,
+    privacy: Option<&Privacy>,
+    source: &str,
+    router: &Router,
+    received_at: OffsetDateTime,
+) -> serde_json::Result<(Normalised, Vec<OutboundRecord>)> {
+    let decoded = match privacy {
+        Some(privacy) => privacy.apply(decoded),
+        None => decoded,
+    };
+    let (normalised, envelope) = to_envelope(source, decoded, received_at)?;
+    let records = router.route(&normalised, bytes::Bytes::from(envelope));
+    Ok((normalised, records))
 }
 
 /// Why a request's payload could not become an envelope. Each reason has a stable code that

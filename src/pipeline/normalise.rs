@@ -80,6 +80,11 @@ fn rule_for(key: &str) -> Option<Rule> {
     })
 }
 
+/// Whether a documented field holds JSON text (`custom`, `extra_params`): privacy looks inside.
+pub(crate) fn holds_json_text(key: &str) -> bool {
+    matches!(rule_for(key), Some(Rule::JsonText))
+}
+
 /// Other spellings of documented keys, with the key each stands for: `appid` in CDRs,
 /// `cmiuid` in older payloads.
 const ALIASES: [(&str, &str); 2] = [("appid", "app_id"), ("cmiuid", "cmiuuid")];

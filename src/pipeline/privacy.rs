@@ -1,10 +1,21 @@
-//! Optional protection of phone numbers before anything is published: each configured field
+//! Optional protection of phone numbers before anything is published: each matching field
 //! is replaced, in the fields and in the kept original alike, by a keyed hash (HMAC-SHA256, so
 //! pipelines can still join on a number without holding it) or by a fixed marker.
 //!
-//! With it on, the original is no longer the request byte for byte: a JSON original is
-//! re-serialised with those values replaced (key order and number literals kept, a repeated
-//! key kept once, at its last value), and the raw copy of a leading-zero body is dropped.
+//! What is matched (README, Privacy):
+//! - a field whose name is in `privacy.phone_fields`, compared without case, `_` or `-`
+//!   (`From`, `caller_id` and `callerId` all match `callerid`), at any depth of the payload;
+//! - an entry with dots (`custom.lead.mobile`) names one path from the top instead;
+//! - inside the fields that hold JSON text (`custom`, `extra_params`), whose keys the customer
+//!   chooses, also every value that looks like a phone number (7 to 15 digits, with `+`,
+//!   spaces, dashes, dots or brackets), and in such text that is not JSON, every such run.
+//!
+//! Numbers anywhere else under other names are not found: name them.
+//!
+//! With it on, the original is no longer the request byte for byte: a JSON original that had
+//! anything to protect is re-serialised with those values replaced (key order and number
+//! literals kept, a repeated key kept once, at its last value), and the raw copy of a
+//! leading-zero body is dropped.
 
 use std::collections::BTreeSet;
 
@@ -14,6 +25,7 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use super::decode::{Decoded, Original};
+use super::normalise::holds_json_text;
 use super::route::OutboundRecord;
 use crate::config::{PrivacyMode, PrivacySettings, SecretValue};
 
@@ -21,10 +33,15 @@ use crate::config::{PrivacyMode, PrivacySettings, SecretValue};
 pub const REDACTED: &str = "[redacted]";
 /// Prefix of a hashed value, naming the scheme so that a key or scheme change is visible.
 pub const HASH_PREFIX: &str = "hmac-sha256:";
+/// Digits in a phone number: E.164 allows 15; 7 keeps years, amounts and ids short of it out.
+const PHONE_DIGITS: std::ops::RangeInclusive<usize> = 7..=15;
 
 #[derive(Debug, Clone)]
 pub struct Privacy {
-    fields: BTreeSet<String>,
+    /// Field names matched at any depth, in [`comparable`] form.
+    names: BTreeSet<String>,
+    /// Dotted entries: paths from the top of the payload, each segment in [`comparable`] form.
+    paths: Vec<Vec<String>>,
     protection: Protection,
 }
 
@@ -32,6 +49,14 @@ pub struct Privacy {
 enum Protection {
     Redact,
     Hash(SecretValue),
+}
+
+/// A field name as matched: lower case, without `_` and `-`.
+fn comparable(name: &str) -> String {
+    name.chars()
+        .filter(|c| !matches!(c, '_' | '-'))
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 impl Privacy {
@@ -42,17 +67,25 @@ impl Privacy {
             PrivacyMode::Redact => Protection::Redact,
             PrivacyMode::Hmac => Protection::Hash(settings.hmac_key.clone()?),
         };
+        let (paths, names): (Vec<&String>, Vec<&String>) = settings
+            .phone_fields
+            .iter()
+            .partition(|field| field.contains('.'));
         Some(Self {
-            fields: settings.phone_fields.iter().cloned().collect(),
+            names: names.into_iter().map(|name| comparable(name)).collect(),
+            paths: paths
+                .into_iter()
+                .map(|path| path.split('.').map(comparable).collect())
+                .collect(),
             protection,
         })
     }
 
     pub fn apply(&self, mut decoded: Decoded) -> Decoded {
-        self.protect_map(&mut decoded.fields);
+        self.protect_map(&mut decoded.fields, &mut Vec::new());
         decoded.original = match decoded.original {
             Original::Fields(mut fields) => {
-                self.protect_map(&mut fields);
+                self.protect_map(&mut fields, &mut Vec::new());
                 Original::Fields(fields)
             }
             Original::Json(payload) | Original::LenientJson { payload, .. } => {
@@ -62,37 +95,146 @@ impl Privacy {
         decoded
     }
 
+    /// The payload re-serialised only when something in it was protected, so an original
+    /// without phone numbers stays byte for byte.
     fn protect_raw(&self, payload: Box<RawValue>) -> Box<RawValue> {
         let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(payload.get()) else {
             return payload;
         };
-        if !object.keys().any(|key| self.fields.contains(key)) {
+        if !self.protect_map(&mut object, &mut Vec::new()) {
             return payload;
         }
-        self.protect_map(&mut object);
         serde_json::to_string(&Value::Object(object))
             .ok()
             .and_then(|text| RawValue::from_string(text).ok())
             .unwrap_or(payload)
     }
 
-    fn protect_map(&self, map: &mut Map<String, Value>) {
+    /// Protects the matching fields of `map`, found under `path`; true if anything changed.
+    fn protect_map(&self, map: &mut Map<String, Value>, path: &mut Vec<String>) -> bool {
+        let mut changed = false;
         for (key, value) in map.iter_mut() {
-            if self.fields.contains(key) {
-                self.protect_value(value);
+            let name = comparable(key);
+            path.push(name);
+            changed |= if self.matches(path) {
+                self.protect_value(value)
+            } else if holds_json_text(&key.to_ascii_lowercase()) {
+                self.protect_json_text(value, path)
+            } else {
+                self.protect_children(value, path)
+            };
+            path.pop();
+        }
+        changed
+    }
+
+    fn matches(&self, path: &[String]) -> bool {
+        path.last().is_some_and(|name| self.names.contains(name))
+            || self.paths.iter().any(|wanted| wanted == path)
+    }
+
+    /// Looks for matching names below a field that does not match itself.
+    fn protect_children(&self, value: &mut Value, path: &mut Vec<String>) -> bool {
+        match value {
+            Value::Object(map) => self.protect_map(map, path),
+            Value::Array(values) => values.iter_mut().fold(false, |changed, value| {
+                self.protect_children(value, path) | changed
+            }),
+            _ => false,
+        }
+    }
+
+    /// Every scalar in `value` (a matched field), however deep.
+    fn protect_value(&self, value: &mut Value) -> bool {
+        match value {
+            Value::Array(values) => values
+                .iter_mut()
+                .fold(false, |changed, value| self.protect_value(value) | changed),
+            Value::Object(map) => map
+                .values_mut()
+                .fold(false, |changed, value| self.protect_value(value) | changed),
+            Value::Null => false,
+            Value::String(text) if text.is_empty() => false,
+            other => {
+                *other = Value::String(self.protect_text(&scalar_text(other)));
+                true
             }
         }
     }
 
-    fn protect_value(&self, value: &mut Value) {
-        match value {
-            Value::Array(values) => values
-                .iter_mut()
-                .for_each(|value| self.protect_value(value)),
-            Value::Null => {}
-            Value::String(text) if text.is_empty() => {}
-            other => *other = Value::String(self.protect_text(&scalar_text(other))),
+    /// A field of JSON text whose keys the customer chooses: named fields and anything that
+    /// looks like a phone number are protected inside it; text that is not JSON has its
+    /// phone-like runs replaced. Already parsed (a form's fields after normalisation never
+    /// are, but a JSON body may send an object), it is searched the same way.
+    fn protect_json_text(&self, value: &mut Value, path: &mut Vec<String>) -> bool {
+        if let Value::String(text) = value
+            && let Ok(mut parsed @ (Value::Object(_) | Value::Array(_))) =
+                serde_json::from_str::<Value>(text)
+        {
+            let changed = self.protect_free_form(&mut parsed, path);
+            if changed {
+                *text = parsed.to_string();
+            }
+            return changed;
         }
+        self.protect_free_form(value, path)
+    }
+
+    fn protect_free_form(&self, value: &mut Value, path: &mut Vec<String>) -> bool {
+        match value {
+            Value::Object(map) => {
+                let mut changed = false;
+                for (key, value) in map.iter_mut() {
+                    path.push(comparable(key));
+                    changed |= if self.matches(path) {
+                        self.protect_value(value)
+                    } else {
+                        self.protect_free_form(value, path)
+                    };
+                    path.pop();
+                }
+                changed
+            }
+            Value::Array(values) => values.iter_mut().fold(false, |changed, value| {
+                self.protect_free_form(value, path) | changed
+            }),
+            Value::String(text) => match self.protect_runs(text) {
+                Some(protected) => {
+                    *text = protected;
+                    true
+                }
+                None => false,
+            },
+            Value::Number(number) if looks_like_phone_number(&number.to_string()) => {
+                self.protect_value(value)
+            }
+            _ => false,
+        }
+    }
+
+    /// `text` with each phone-like run replaced; `None` when it has none.
+    fn protect_runs(&self, text: &str) -> Option<String> {
+        let mut protected = String::with_capacity(text.len());
+        let mut rest = text;
+        let mut changed = false;
+        while let Some(start) = rest.find(|c: char| c.is_ascii_digit() || matches!(c, '+' | '(')) {
+            let run_length = rest[start..]
+                .find(|c: char| !is_phone_char(c))
+                .unwrap_or(rest.len() - start);
+            let run =
+                rest[start..start + run_length].trim_end_matches(|c: char| !c.is_ascii_digit());
+            let end = start + run.len().max(1);
+            protected.push_str(&rest[..start]);
+            if looks_like_phone_number(run) {
+                protected.push_str(&self.protect_text(run));
+                changed = true;
+            } else {
+                protected.push_str(&rest[start..end]);
+            }
+            rest = &rest[end..];
+        }
+        protected.push_str(rest);
+        changed.then_some(protected)
     }
 
     fn protect_text(&self, text: &str) -> String {
@@ -115,6 +257,17 @@ impl Privacy {
             }
         }
     }
+}
+
+fn is_phone_char(c: char) -> bool {
+    c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '.' | '(' | ')')
+}
+
+/// 7 to 15 digits, written only with what phone numbers are written with.
+fn looks_like_phone_number(text: &str) -> bool {
+    let text = text.trim();
+    let digits = text.chars().filter(char::is_ascii_digit).count();
+    PHONE_DIGITS.contains(&digits) && text.chars().all(is_phone_char)
 }
 
 impl Privacy {
@@ -226,5 +379,54 @@ mod tests {
         let original = original_text(&redacted);
         assert!(!original.contains("4471000"), "{original}");
         assert!(Privacy::new(&settings(PrivacyMode::Off)).is_none());
+    }
+
+    #[test]
+    fn names_match_without_case_or_separators_at_any_depth_and_paths_from_the_top() {
+        let privacy = Privacy::new(&PrivacySettings {
+            phone_fields: vec!["callerid".to_owned(), "lead.alt".to_owned()],
+            ..settings(PrivacyMode::Redact)
+        })
+        .expect("on");
+        let decoded = privacy.apply(decoded(
+            br#"{"Caller_ID":"1","calls":[{"CALLER-id":"2"}],"lead":{"alt":"3"},"x":{"lead":{"alt":"4"}},"alt":"5"}"#,
+            "application/json",
+        ));
+        let fields = Value::Object(decoded.fields);
+        assert_eq!(fields["Caller_ID"], REDACTED);
+        assert_eq!(fields["calls"][0]["CALLER-id"], REDACTED);
+        assert_eq!(fields["lead"]["alt"], REDACTED, "a path from the top");
+        assert_eq!(
+            fields["x"]["lead"]["alt"], "4",
+            "the same path lower down is another field"
+        );
+        assert_eq!(fields["alt"], "5");
+    }
+
+    #[test]
+    fn custom_parameters_lose_every_phone_like_value_and_run_but_nothing_else() {
+        let privacy = Privacy::new(&settings(PrivacyMode::Redact)).expect("on");
+        let decoded = privacy.apply(decoded(
+            br#"{"custom":"{\"lead\":\"+91 98765-43210\",\"n\":919876543210,\"crm\":\"true\",\"id\":\"12345\"}","extra_params":"ring (044) 7100 0000 at 9"}"#,
+            "application/json",
+        ));
+        let custom: Value =
+            serde_json::from_str(decoded.fields["custom"].as_str().expect("text")).expect("JSON");
+        assert_eq!(custom["lead"], REDACTED);
+        assert_eq!(custom["n"], REDACTED);
+        assert_eq!(custom["crm"], "true");
+        assert_eq!(custom["id"], "12345", "five digits are no phone number");
+        assert_eq!(
+            decoded.fields["extra_params"],
+            format!("ring {REDACTED} at 9")
+        );
+    }
+
+    #[test]
+    fn an_original_with_nothing_to_protect_stays_byte_for_byte() {
+        let privacy = Privacy::new(&settings(PrivacyMode::Redact)).expect("on");
+        let body = br#"{"status" : "answered",  "custom":"{\"crm\": \"true\"}", "n": 1.50}"#;
+        let decoded = privacy.apply(decoded(body, "application/json"));
+        assert_eq!(original_text(&decoded).as_bytes(), body);
     }
 }

@@ -16,13 +16,27 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use super::{PublishError, PublishFuture, Publisher, Receipt};
 use crate::config::TopicName;
 use crate::pipeline::OutboundRecord;
+use crate::telemetry::repeats::{Repeats, Verdict, shape};
 
 /// Routes librdkafka's logs and client-level errors into tracing and metrics, and remembers
 /// a refusal (credentials or TLS): librdkafka reports it only here, while the request that met
-/// it merely times out.
+/// it merely times out. Warnings and errors go through [`Repeats`]: with the brokers down,
+/// librdkafka repeats itself many times a second.
 #[derive(Default)]
 pub struct BridgeContext {
     refusal: LastRefusal,
+    logs: Mutex<Repeats>,
+}
+
+impl BridgeContext {
+    /// librdkafka's own count of repeats does not make another message.
+    fn admit(&self, kind: &str, facility: &str, message: &str) -> Verdict {
+        let message = shape(message).replace(", # identical error(s) suppressed", "");
+        self.logs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .admit(&format!("{kind}/{facility}/{message}"), Instant::now())
+    }
 }
 
 /// Why the brokers would not talk to this client: configuration, which retrying cannot fix.
@@ -75,8 +89,16 @@ impl ClientContext for BridgeContext {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", facility, message),
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, message),
+            | RDKafkaLogLevel::Error => {
+                if let Verdict::Log { held_back } = self.admit("error", facility, message) {
+                    tracing::error!(target: "librdkafka", facility, message, held_back);
+                }
+            }
+            RDKafkaLogLevel::Warning => {
+                if let Verdict::Log { held_back } = self.admit("warn", facility, message) {
+                    tracing::warn!(target: "librdkafka", facility, message, held_back);
+                }
+            }
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
                 tracing::info!(target: "librdkafka", facility, message)
             }
@@ -93,7 +115,10 @@ impl ClientContext for BridgeContext {
             Some(RDKafkaErrorCode::SSL) => self.refusal.set(Refusal::Tls(reason.to_owned())),
             _ => {}
         }
-        tracing::warn!(target: "librdkafka", %error, reason, "Kafka client error");
+        let kind = format!("client-error/{error}");
+        if let Verdict::Log { held_back } = self.admit(&kind, "", reason) {
+            tracing::warn!(target: "librdkafka", %error, reason, held_back, "Kafka client error");
+        }
     }
 }
 
@@ -266,10 +291,21 @@ pub(crate) fn classify(error: &KafkaError, topic: &TopicName) -> PublishError {
         | RDKafkaErrorCode::InvalidMessage
         | RDKafkaErrorCode::InvalidMessageSize
         | RDKafkaErrorCode::InvalidRecord
+        | RDKafkaErrorCode::MessageBatchTooLarge
+        | RDKafkaErrorCode::PolicyViolation
         | RDKafkaErrorCode::TopicAuthorizationFailed
         | RDKafkaErrorCode::InvalidTopic => PublishError::Rejected(error.to_string()),
         _ => PublishError::Unavailable(error.to_string()),
     }
+}
+
+/// Whether Kafka refused a record for good: sending it again as it is cannot succeed until
+/// something outside the bridge changes (the topic's limits, its ACLs, its existence).
+pub(crate) fn refused_for_good(error: &PublishError) -> bool {
+    matches!(
+        error,
+        PublishError::Rejected(_) | PublishError::TopicMissing(_)
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -386,6 +422,26 @@ mod tests {
     use rdkafka::Timestamp;
 
     use super::*;
+
+    #[test]
+    fn librdkafkas_own_count_of_repeats_does_not_make_another_message() {
+        let context = BridgeContext::default();
+        let refused = "127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: \
+                       Connection refused (after 0ms in state CONNECT)";
+        assert_eq!(
+            context.admit("error", "FAIL", refused),
+            Verdict::Log { held_back: 0 }
+        );
+        let counted = "127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: \
+                       Connection refused (after 3ms in state CONNECT, 12 identical error(s) \
+                       suppressed)";
+        assert_eq!(context.admit("error", "FAIL", counted), Verdict::HoldBack);
+        assert_eq!(
+            context.admit("warn", "FAIL", counted),
+            Verdict::Log { held_back: 0 },
+            "another level is another message"
+        );
+    }
 
     #[test]
     fn a_delivery_without_an_offset_is_not_confirmed() {

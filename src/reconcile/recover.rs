@@ -1,6 +1,6 @@
 //! Publishing a missing CDR from TeleCMI's record of the call, through the webhook's pipeline:
 //! decode (here: the pulled record as the payload) -> privacy -> normalise -> envelope -> route
-//! -> the Kafka publisher. The record is kept as the envelope's original; every Kafka record
+//! (`pipeline::to_records`, as the webhook and `replay` take it) -> the Kafka publisher. The record is kept as the envelope's original; every Kafka record
 //! carries the header `telecmi-origin: reconcile`.
 //!
 //! The event id follows the webhook rule (`pipeline::normalise`): on CHUB the record's
@@ -9,7 +9,6 @@
 //! the id is derived from the pulled record's fields: stable from run to run, never equal to a
 //! webhook CDR's.
 
-use bytes::Bytes;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
@@ -17,7 +16,7 @@ use uuid::Uuid;
 
 use super::telecmi::CallRecord;
 use crate::config::{Bootstrap, DeliveryMode, DeliverySettings, Settings, kafka_client_config};
-use crate::pipeline::{Decoded, Encoding, Original, Privacy, Router, to_envelope};
+use crate::pipeline::{Decoded, Encoding, Original, Privacy, Router, to_records};
 use crate::publish::{KafkaPublisher, PublishError, Publisher};
 
 /// The header that marks a record published by reconciliation rather than by a webhook.
@@ -44,6 +43,7 @@ pub fn decoded_cdr(record: &CallRecord, app_id: u64) -> Decoded {
         encoding: Encoding::Json,
         fields,
         original: Original::Json(original),
+        warnings: Vec::new(),
     }
 }
 
@@ -82,14 +82,14 @@ impl Recovery {
 
     /// Publishes one record's CDR and answers its event id once Kafka acknowledged it.
     pub async fn publish(&self, record: &CallRecord) -> Result<Uuid, PublishError> {
-        let decoded = decoded_cdr(record, self.app_id);
-        let decoded = match &self.privacy {
-            Some(privacy) => privacy.apply(decoded),
-            None => decoded,
-        };
-        let (normalised, envelope) = to_envelope(&self.source, decoded, OffsetDateTime::now_utc())
-            .map_err(|error| PublishError::Rejected(format!("envelope serialisation: {error}")))?;
-        let mut records = self.router.route(&normalised, Bytes::from(envelope));
+        let (normalised, mut records) = to_records(
+            decoded_cdr(record, self.app_id),
+            self.privacy.as_ref(),
+            &self.source,
+            &self.router,
+            OffsetDateTime::now_utc(),
+        )
+        .map_err(|error| PublishError::Rejected(format!("envelope serialisation: {error}")))?;
         for outbound in &mut records {
             outbound
                 .headers
@@ -105,7 +105,7 @@ mod tests {
     use serde_json::{Map, json};
 
     use super::*;
-    use crate::pipeline::normalise;
+    use crate::pipeline::{normalise, to_envelope};
     use crate::reconcile::telecmi::Endpoint;
 
     fn object(value: Value) -> Map<String, Value> {

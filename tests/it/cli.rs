@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-fn bridge(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub fn bridge(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_telecmi-bridge"));
     command
         .args(args)
@@ -15,7 +15,7 @@ fn bridge(args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().expect("run telecmi-bridge")
 }
 
-fn text(bytes: &[u8]) -> String {
+pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -26,6 +26,7 @@ fn check_config_prints_the_effective_configuration_with_secrets_redacted() {
         &["check-config"],
         &[
             ("TELECMI_BRIDGE_AUTH__TOKENS", &format!("[{token}]")),
+            ("TELECMI_BRIDGE_AUTH__REQUIRED", "true"),
             ("TELECMI_BRIDGE_KAFKA__LINGER_MS", "7"),
         ],
     );
@@ -121,4 +122,45 @@ fn serve_refuses_a_corrupt_spool_and_keeps_it_aside() {
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(kept[0].to_string_lossy().contains("spool.redb.corrupt-"));
     assert_eq!(std::fs::read(&kept[0]).expect("kept"), b"not a spool");
+}
+
+#[test]
+fn replay_names_each_bad_line_and_publishes_nothing_unless_told_to_skip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("capture.jsonl");
+    std::fs::write(
+        &file,
+        "{\"type\":\"cdr\",\"status\":\"answered\",\"cmiuuid\":\"r-1\"}\n\n[1]\n{\"type\":\n",
+    )
+    .expect("file");
+    let path = file.to_str().expect("path");
+    // The embedded cluster would be refused for a publishing run: this one must stop earlier.
+    let refused = bridge(&["replay", path], &[]);
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stderr));
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("{path}:3: json_not_object")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{path}:4: malformed_json")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was published"), "{stderr}");
+
+    let checked = bridge(&["replay", "--dry-run", "--skip-bad-lines", path], &[]);
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    assert!(
+        text(&checked.stdout).contains("would publish 1 of 3 events; 2 bad line(s) skipped"),
+        "{}",
+        text(&checked.stdout)
+    );
+
+    let embedded = bridge(&["replay", "--skip-bad-lines", path], &[]);
+    assert!(!embedded.status.success());
+    assert!(
+        text(&embedded.stderr).contains("TELECMI_BRIDGE_KAFKA__BOOTSTRAP_SERVERS"),
+        "{}",
+        text(&embedded.stderr)
+    );
 }

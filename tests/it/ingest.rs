@@ -287,3 +287,29 @@ async fn every_event_acknowledged_under_concurrency_survives_a_stop() {
     assert_eq!(found.len(), 200);
     assert!(acknowledged.iter().all(|id| found.contains(id.as_str())));
 }
+
+/// `curl -d @payload.json` labels a JSON file as a form: it is read as JSON, routed by its
+/// status, and the envelope says what was assumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_body_sent_as_a_form_is_read_as_json_and_routed() {
+    let app = spawn_app(test_settings()).await;
+    let payload =
+        json!({"type": "cdr", "status": "answered", "cmiuid": "curl-1", "from": "9100000000"});
+    let (id, topic) = accepted(app.post_form(&payload.to_string()).await).await;
+    assert_eq!(topic, "telecmi.cdr.answered");
+    let records = consume(
+        &app.bootstrap_servers,
+        &app.topics,
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(records[0].id(), id);
+    let data = &records[0].envelope["data"];
+    assert_eq!(data["original"]["encoding"], "json");
+    assert_eq!(data["original"]["payload"], payload);
+    assert_eq!(
+        data["warnings"][0],
+        telecmi_bridge::pipeline::decode::JSON_LABELLED_AS_FORM
+    );
+}

@@ -95,3 +95,60 @@ async fn hashed_numbers_leave_no_trace_in_any_record() {
         Some("omitted: privacy")
     );
 }
+
+/// Numbers under other spellings, nested, and inside the customer's own parameters: 15
+/// numbers, by JSON and by form, none of whose digits may reach Kafka.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_under_any_spelling_nested_or_in_custom_parameters_are_protected() {
+    let mut settings = test_settings();
+    settings.privacy.mode = PrivacyMode::Hmac;
+    settings.privacy.hmac_key = Some(SecretValue::from("data-platform-join-key-01"));
+    settings
+        .privacy
+        .phone_fields
+        .push("lead.contact.alt".to_owned());
+    let app = spawn_app(settings).await;
+    let numbers: Vec<String> = (1..=15).map(|n| format!("9198765{n:05}")).collect();
+    let custom = serde_json::json!({"crm_phone": numbers[5], "mobile": {"home": numbers[6]}, "note": format!("call back on +{}", numbers[7])}).to_string();
+    let payload = serde_json::json!({
+        "type": "event", "status": "answered", "cmiuuid": "privacy-spellings",
+        "From": numbers[0], "TO": numbers[1], "caller_id": numbers[2], "callerId": numbers[3],
+        "did": numbers[4], "custom": custom,
+        "extra_params": format!("click2call for {} and {}", numbers[8], numbers[9]),
+        "agents": [{"Caller-ID": numbers[10]}], "transfer": {"to": numbers[11]},
+        "lead": {"contact": {"alt": numbers[12]}},
+    });
+    accepted(app.post_json(payload.to_string().as_bytes()).await).await;
+    let form = format!(
+        "type=event&status=answered&cmiuuid=privacy-form&FROM={}&Virtual_Number={}",
+        numbers[13], numbers[14]
+    );
+    accepted(app.post_form(&form).await).await;
+    let records = consume(
+        &app.bootstrap_servers,
+        &app.topics,
+        2,
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(records.len(), 2);
+    for record in &records {
+        let text = String::from_utf8_lossy(&record.payload);
+        for number in &numbers {
+            assert!(!text.contains(&number[4..]), "{number} survives: {text}");
+        }
+    }
+    let event = records
+        .iter()
+        .find(|record| record.envelope["data"]["fields"]["cmiuuid"] == "privacy-spellings")
+        .expect("the JSON event");
+    let fields = &event.envelope["data"]["fields"];
+    assert_eq!(
+        fields["custom"]["note"]
+            .as_str()
+            .map(|note| note.starts_with("call back on hmac-sha256:")),
+        Some(true),
+        "{fields}"
+    );
+    assert_eq!(fields["status"], "answered", "other fields untouched");
+}

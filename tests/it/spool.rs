@@ -3,9 +3,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use rdkafka::types::RDKafkaRespErr;
 use serde_json::Value;
 use telecmi_bridge::Settings;
 use telecmi_bridge::config::DeliveryMode;
+use telecmi_bridge::publish::spool::{Spool, SpooledEvent};
 
 use crate::helpers::{
     TestApp, consume, consume_all, on_controlled_cluster, spawn_app, test_settings,
@@ -20,8 +22,12 @@ fn spool_settings(dir: &tempfile::TempDir) -> Settings {
 }
 
 fn event(conversation: &str, n: u32) -> String {
+    event_with_status("answered", conversation, n)
+}
+
+fn event_with_status(status: &str, conversation: &str, n: u32) -> String {
     format!(
-        r#"{{"type":"event","status":"answered","cmiuuid":"{conversation}-{n}","conversation_uuid":"{conversation}","time":{}}}"#,
+        r#"{{"type":"event","status":"{status}","cmiuuid":"{conversation}-{n}","conversation_uuid":"{conversation}","time":{}}}"#,
         1_700_000_000_000_u64 + u64::from(n)
     )
 }
@@ -355,4 +361,94 @@ async fn without_the_window_a_resend_is_published_again_under_the_same_id() {
         records.iter().filter(|record| record.id() == first).count(),
         2
     );
+}
+
+/// A topic the bridge may not write to (the mock cluster answers its metadata with
+/// TOPIC_AUTHORIZATION_FAILED): its event is retried while later events of its key wait and
+/// other keys flow, then quarantined, and its key goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_kafka_refuses_for_good_is_quarantined_and_only_its_key_waits_meanwhile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = spool_settings(&dir);
+    settings.spool.quarantine_after_attempts = 5;
+    settings.spool.retry_backoff_max_ms = 3_000;
+    let forbidden = settings.routing.event_topics["answered"].clone();
+    let (settings, cluster, topics) = on_controlled_cluster(settings);
+    let spool_settings = settings.spool.clone();
+    let app = spawn_app(settings).await;
+    cluster
+        .topic_error(
+            forbidden.as_str(),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
+        .expect("topic error");
+
+    let post = |status: &'static str, conversation: &'static str, n: u32| {
+        let app = &app;
+        async move {
+            let response = app
+                .post_json(event_with_status(status, conversation, n).as_bytes())
+                .await;
+            accepted(response).await.0
+        }
+    };
+    let first = post("started", "blocked", 0).await;
+    let refused = post("answered", "blocked", 1).await;
+    app.wait_for_readiness("the event refused and retried", |_, body| {
+        body["spool"]["kafka_refused"] == 1
+    })
+    .await;
+    let after = post("started", "blocked", 2).await;
+    let other = post("started", "other", 3).await;
+    app.wait_for_readiness(
+        "the other key forwarded, the refused key waiting",
+        |_, body| body["spool"]["events"] == 2 && body["spool"]["kafka_refused"] == 1,
+    )
+    .await;
+    let allowed: Vec<_> = topics
+        .iter()
+        .filter(|topic| **topic != forbidden)
+        .cloned()
+        .collect();
+    let records = consume_all(&cluster.bootstrap_servers(), &allowed).await;
+    assert_eq!(first_copies(&records, "other"), vec![other.clone()]);
+    assert_eq!(
+        first_copies(&records, "blocked"),
+        vec![first.clone()],
+        "a later event of the key overtook the refused one while it was retried"
+    );
+    assert_eq!(
+        app.readiness().await.1["spool"]["quarantined"],
+        0,
+        "looked while the event was still retried"
+    );
+
+    app.wait_for_readiness("quarantined, and the key went on", |_, body| {
+        body["spool"]["quarantined"] == 1 && body["spool"]["events"] == 0
+    })
+    .await;
+    app.stop().await;
+
+    cluster
+        .topic_error(
+            forbidden.as_str(),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR,
+        )
+        .expect("topic error cleared");
+    let records = consume_all(&cluster.bootstrap_servers(), &topics).await;
+    assert_eq!(first_copies(&records, "blocked"), vec![first, after]);
+    assert_eq!(first_copies(&records, "other"), vec![other]);
+    let spool = Spool::open(&spool_settings).expect("reopen");
+    let quarantined = spool.quarantined().expect("quarantine");
+    spool.close();
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined[0].1.attempts, 5);
+    assert!(
+        quarantined[0].1.error.contains("uthoriz"),
+        "{}",
+        quarantined[0].1.error
+    );
+    let kept = SpooledEvent::decode(&quarantined[0].1.event).expect("kept whole");
+    let envelope: Value = serde_json::from_slice(&kept.records[0].payload).expect("envelope");
+    assert_eq!(envelope["id"], refused.as_str());
 }

@@ -188,6 +188,52 @@ async fn a_client_stalling_the_tls_handshake_is_cut_off() {
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_over_the_cap_is_closed_before_any_tls_handshake() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let certificate = certificate_for_localhost();
+    let mut settings = test_settings();
+    settings.server.max_connections = 1;
+    settings.server.tls = Some(install(directory.path(), &certificate));
+    let app = spawn_app(settings).await;
+
+    // Admitted: its handshake waits for a ClientHello until the header-read deadline.
+    let admitted = TcpStream::connect(app.address).await.expect("connect");
+    // A TLS server answers a malformed ClientHello with an alert; a refused connection is
+    // closed without a byte.
+    let mut refused = TcpStream::connect(app.address).await.expect("connect");
+    let _ = refused
+        .write_all(b"\x16\x03\x01\x00\x04\x01\x00\x00\x00")
+        .await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), refused.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "a connection over the cap was kept open");
+    assert!(
+        answer.is_empty(),
+        "a connection over the cap got TLS bytes: {answer:?}"
+    );
+
+    drop(admitted);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = post_over_tls(
+            app.address,
+            &certificate,
+            r#"{"type":"event","status":"answered","cmiuuid":"under-the-cap"}"#,
+        )
+        .await;
+        if status.as_ref().is_ok_and(|status| *status == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not served once under the cap: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_key_that_does_not_match_the_certificate_stops_start_up() {
     let directory = tempfile::tempdir().expect("tempdir");

@@ -2,7 +2,9 @@
 //! `cargo test --features kafka-it --test kafka_it` with `KAFKA_BOOTSTRAP_SERVERS` set.
 
 mod broker;
+mod quarantine;
 mod reconcile;
+mod replay;
 mod sasl;
 mod tls;
 // Shared with the mock-cluster suite, which uses the parts this binary does not.

@@ -3,28 +3,35 @@
 //!
 //! Order per key holds because one idempotent producer sends in spool order and, in spool
 //! mode, never expires a record (`message.timeout.ms = 0`): librdkafka retries until the
-//! broker takes it. A record Kafka refuses for good stops forwarding: everything in flight is
-//! settled, and after a back-off forwarding starts again from the oldest event left. Nothing is
-//! ever dropped; an event acknowledged by Kafka but not yet removed when the process dies is
-//! sent again after restart, under the same event id.
+//! broker takes it. A record Kafka refuses for good (too large, not authorised, no such topic)
+//! pauses only its keys: the event is tried again after a delay, later events sharing a key
+//! with it wait in memory, and after `spool.quarantine_after_attempts` refusals it moves to the
+//! quarantine and its keys go on (see [`super::refusals`]). Any other failure pauses
+//! forwarding: everything in flight is settled, and after a back-off forwarding starts again
+//! from the oldest event left. Nothing is ever dropped; an event acknowledged by Kafka but not
+//! yet removed when the process dies is sent again after restart, under the same event id.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
+use rdkafka::producer::future_producer::DeliveryFuture;
 use rdkafka::producer::{FutureRecord, Producer};
+use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::store::Store;
-use super::{Command, SpooledEvent, Tail};
+use super::refusals::{Due, Refusals, keys_of};
+use super::store::{Quarantine, Store};
+use super::{Command, Shared, SpooledEvent, Tail, unix_millis};
 use crate::config::{SpoolSettings, TopicName};
-use crate::publish::kafka::{classify, confirmed, count_error, kafka_headers};
+use crate::publish::kafka::{classify, confirmed, count_error, kafka_headers, refused_for_good};
 use crate::publish::{KafkaPublisher, PublishError};
 
 /// Events read from the spool per read transaction.
@@ -33,17 +40,21 @@ const READ_BATCH: usize = 512;
 const REMOVE_BATCH: usize = 64;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
-type Forwarding = Pin<Box<dyn Future<Output = (u64, Result<(), PublishError>)> + Send>>;
+/// One event on its way to Kafka: its sequence, its keys, and whether Kafka took all of it.
+type Forwarding =
+    Pin<Box<dyn Future<Output = (u64, Vec<String>, Result<(), PublishError>)> + Send>>;
 
 pub struct Forwarder {
     store: Arc<Store>,
     tail: Arc<Tail>,
     commands: mpsc::UnboundedSender<Command>,
     committed: Arc<Notify>,
+    shared: Arc<Shared>,
     producer: KafkaPublisher,
     client_config: ClientConfig,
     window: usize,
     backoff_max: Duration,
+    refusals: Refusals,
 }
 
 /// How the forwarder is asked to stop.
@@ -61,18 +72,22 @@ impl Forwarder {
         tail: Arc<Tail>,
         commands: mpsc::UnboundedSender<Command>,
         committed: Arc<Notify>,
+        shared: Arc<Shared>,
         client_config: ClientConfig,
         settings: &SpoolSettings,
     ) -> Result<Self, KafkaError> {
+        let backoff_max = Duration::from_millis(settings.retry_backoff_max_ms);
         Ok(Self {
             store,
             tail,
             commands,
             committed,
+            shared,
             producer: KafkaPublisher::new(&client_config, Duration::ZERO)?,
             client_config,
             window: settings.forward_window,
-            backoff_max: Duration::from_millis(settings.retry_backoff_max_ms),
+            backoff_max,
+            refusals: Refusals::new(settings.quarantine_after_attempts, backoff_max),
         })
     }
 
@@ -84,6 +99,9 @@ impl Forwarder {
         let mut in_flight: FuturesUnordered<Forwarding> = FuturesUnordered::new();
         let mut acknowledged = Vec::new();
         let mut failure: Option<PublishError> = None;
+        // Set while removals the writer failed to commit are pending: reading the file again
+        // before one is confirmed would send those events twice.
+        let mut removal_unconfirmed = false;
         let mut backoff = FIRST_BACKOFF;
         loop {
             // Taken before reading: only a read that began once the drain was asked for (every
@@ -91,8 +109,14 @@ impl Forwarder {
             // can miss an event answered just before the drain.
             let draining = control.drain.is_cancelled();
             let mut caught_up = false;
-            while failure.is_none() && in_flight.len() < self.window {
-                let wanted = (self.window - in_flight.len()).min(READ_BATCH);
+            if failure.is_none()
+                && !removal_unconfirmed
+                && let Err(error) = self.attend_to_refused(&mut in_flight).await
+            {
+                failure = Some(error);
+            }
+            while failure.is_none() && !removal_unconfirmed && self.room(&in_flight) > 0 {
+                let wanted = self.room(&in_flight).min(READ_BATCH);
                 let events = match self.next_events(cursor, wanted, &mut from_store).await {
                     Ok(events) => events,
                     Err(error) => {
@@ -103,22 +127,31 @@ impl Forwarder {
                 caught_up = events.len() < wanted;
                 for (sequence, bytes) in events {
                     cursor = sequence + 1;
-                    match self.send(sequence, &bytes) {
-                        Ok(forwarding) => in_flight.push(forwarding),
-                        Err(error) => {
-                            count_error(&error);
-                            failure = Some(error);
-                            break;
-                        }
+                    if let Err(error) = self.forward(sequence, &bytes, &mut in_flight) {
+                        count_error(&error);
+                        failure = Some(error);
+                        break;
                     }
                 }
                 if caught_up {
                     break;
                 }
             }
+            self.shared
+                .kafka_refused
+                .store(self.refusals.refused() as u64, Ordering::Relaxed);
 
             if in_flight.is_empty() {
-                self.remove(std::mem::take(&mut acknowledged), true).await;
+                let sequences = std::mem::take(&mut acknowledged);
+                if !sequences.is_empty() || removal_unconfirmed {
+                    match self.remove(sequences, true).await {
+                        Ok(()) => removal_unconfirmed = false,
+                        Err(error) => {
+                            removal_unconfirmed = true;
+                            failure.get_or_insert(PublishError::SpoolUnavailable(error));
+                        }
+                    }
+                }
                 if let Some(error) = failure.take() {
                     tracing::warn!(
                         %error,
@@ -131,44 +164,197 @@ impl Forwarder {
                     }
                     backoff = (backoff * 2).min(self.backoff_max);
                     self.replace_producer_if_fatal();
-                    cursor = 0;
-                    from_store = true;
+                    if !removal_unconfirmed {
+                        cursor = 0;
+                        from_store = true;
+                        self.refusals.rewind();
+                    }
                     continue;
                 }
-                if caught_up {
-                    if draining {
+                if caught_up || self.room(&in_flight) == 0 {
+                    if draining && caught_up && self.refusals.is_empty() {
                         return true;
                     }
+                    let next_due = self.refusals.next_due();
                     tokio::select! {
                         () = control.stop.cancelled() => return false,
-                        () = control.drain.cancelled() => {}
+                        () = control.drain.cancelled(), if !draining => {}
                         () = self.committed.notified() => {}
+                        () = sleep_until(next_due), if next_due.is_some() => {}
                     }
                 }
                 continue;
             }
 
-            let room = failure.is_none() && in_flight.len() < self.window;
-            tokio::select! {
+            let room = failure.is_none() && self.room(&in_flight) > 0;
+            let next_due = self.refusals.next_due().filter(|_| failure.is_none());
+            let settled = tokio::select! {
                 () = control.stop.cancelled() => {
-                    self.remove(acknowledged, true).await;
+                    let _ = self.remove(acknowledged, true).await;
                     return false;
                 }
-                () = self.committed.notified(), if room => {}
-                Some((sequence, outcome)) = in_flight.next() => match outcome {
+                () = self.committed.notified(), if room => None,
+                () = sleep_until(next_due), if next_due.is_some() => None,
+                Some(settled) = in_flight.next() => Some(settled),
+            };
+            if let Some((sequence, keys, outcome)) = settled {
+                match outcome {
                     Ok(()) => {
                         backoff = FIRST_BACKOFF;
                         metrics::counter!("telecmi_bridge_spool_forwarded_total").increment(1);
                         acknowledged.push(sequence);
+                        if let Err(error) = self.release(sequence, &mut in_flight) {
+                            count_error(&error);
+                            failure.get_or_insert(error);
+                        }
                     }
                     Err(error) => {
                         count_error(&error);
-                        failure.get_or_insert(error);
+                        if refused_for_good(&error) {
+                            self.refuse(sequence, keys, &error);
+                        } else {
+                            failure.get_or_insert(error);
+                        }
                     }
-                },
+                }
             }
             if acknowledged.len() >= REMOVE_BATCH {
-                self.remove(std::mem::take(&mut acknowledged), false).await;
+                // Not waited for: a failed commit keeps them pending in the writer, and the
+                // removal waited for before any rewind tells whether they are gone.
+                let _ = self.remove(std::mem::take(&mut acknowledged), false).await;
+            }
+        }
+    }
+
+    /// Events that may still be read: the window less those in flight, refused or held.
+    fn room(&self, in_flight: &FuturesUnordered<Forwarding>) -> usize {
+        self.window
+            .saturating_sub(in_flight.len() + self.refusals.len())
+    }
+
+    /// Sends one event read from the spool, unless it must wait behind a refused event of its
+    /// key. Errs only when forwarding as a whole must pause.
+    fn forward(
+        &mut self,
+        sequence: u64,
+        bytes: &[u8],
+        in_flight: &mut FuturesUnordered<Forwarding>,
+    ) -> Result<(), PublishError> {
+        match SpooledEvent::decode(bytes) {
+            Ok(event) => match self.refusals.admit(sequence, event) {
+                Some(event) => self.send(sequence, &event, in_flight),
+                None => Ok(()),
+            },
+            Err(error) => {
+                let error = PublishError::Rejected(format!(
+                    "spooled event {sequence} is undecodable: {error}"
+                ));
+                self.refuse(sequence, Vec::new(), &error);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends the events that waited behind `sequence`, now that it left the spool.
+    fn release(
+        &mut self,
+        sequence: u64,
+        in_flight: &mut FuturesUnordered<Forwarding>,
+    ) -> Result<(), PublishError> {
+        for (held, event) in self.refusals.settled(sequence) {
+            self.send(held, &event, in_flight)?;
+        }
+        Ok(())
+    }
+
+    fn refuse(&mut self, sequence: u64, keys: Vec<String>, error: &PublishError) {
+        let first = self
+            .refusals
+            .refuse(sequence, keys, error.to_string(), Instant::now());
+        if first {
+            tracing::warn!(
+                sequence,
+                %error,
+                "Kafka refused a spooled event for good; later events of its keys wait while \
+                 it is tried again, then it goes to the quarantine"
+            );
+        }
+    }
+
+    /// Retries the refused events whose time has come, and moves to the quarantine those that
+    /// used up their attempts.
+    async fn attend_to_refused(
+        &mut self,
+        in_flight: &mut FuturesUnordered<Forwarding>,
+    ) -> Result<(), PublishError> {
+        for (sequence, due) in self.refusals.due(Instant::now()) {
+            match due {
+                Due::Retry => match self
+                    .read(sequence, 1)
+                    .await
+                    .map_err(PublishError::SpoolUnavailable)?
+                    .pop()
+                {
+                    Some((read, bytes)) if read == sequence => match SpooledEvent::decode(&bytes) {
+                        Ok(event) => self.send(sequence, &event, in_flight)?,
+                        Err(error) => {
+                            let error = PublishError::Rejected(format!(
+                                "spooled event {sequence} is undecodable: {error}"
+                            ));
+                            self.refuse(sequence, Vec::new(), &error);
+                        }
+                    },
+                    _ => self.release(sequence, in_flight)?,
+                },
+                Due::Quarantine { attempts, error } => {
+                    self.quarantine(sequence, attempts, error).await?;
+                    self.release(sequence, in_flight)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn quarantine(
+        &mut self,
+        sequence: u64,
+        attempts: u32,
+        error: String,
+    ) -> Result<(), PublishError> {
+        let (committed, done) = oneshot::channel();
+        let quarantine = Quarantine {
+            sequence,
+            quarantined_at_ms: unix_millis(OffsetDateTime::now_utc()),
+            attempts,
+            error: error.clone(),
+        };
+        let outcome = match self.commands.send(Command::Quarantine {
+            quarantine,
+            committed,
+        }) {
+            Ok(()) => done
+                .await
+                .unwrap_or_else(|_| Err("the spool writer stopped".to_owned())),
+            Err(_) => Err("the spool writer stopped".to_owned()),
+        };
+        match outcome {
+            Ok(()) => {
+                metrics::counter!("telecmi_bridge_spool_quarantined_total").increment(1);
+                tracing::error!(
+                    sequence,
+                    attempts,
+                    error,
+                    "a spooled event Kafka refused for good was moved to the quarantine; it \
+                     stays in the spool file for an operator and is not forwarded, and later \
+                     events of its keys go on"
+                );
+                Ok(())
+            }
+            Err(reason) => {
+                self.refusals.put_off(sequence, Instant::now());
+                Err(PublishError::SpoolUnavailable(format!(
+                    "cannot quarantine spooled event {sequence}: {reason}"
+                )))
             }
         }
     }
@@ -218,12 +404,40 @@ impl Forwarder {
             .map_err(|error| error.to_string())
     }
 
-    /// Hands every record of one event to the producer; the future resolves when Kafka has
-    /// acknowledged all of them.
-    fn send(&self, sequence: u64, bytes: &[u8]) -> Result<Forwarding, PublishError> {
-        let event = SpooledEvent::decode(bytes).map_err(|error| {
-            PublishError::Rejected(format!("spooled event {sequence} is undecodable: {error}"))
-        })?;
+    /// Hands every record of one event to the producer; its future resolves when Kafka has
+    /// acknowledged all of them. A record refused for good already here is recorded as such.
+    fn send(
+        &mut self,
+        sequence: u64,
+        event: &SpooledEvent,
+        in_flight: &mut FuturesUnordered<Forwarding>,
+    ) -> Result<(), PublishError> {
+        let keys = keys_of(event);
+        match self.enqueue(event) {
+            Ok(deliveries) => {
+                in_flight.push(Box::pin(async move {
+                    for (topic, delivery) in deliveries {
+                        if let Err(error) = confirmed(&topic, delivery).await {
+                            return (sequence, keys, Err(error));
+                        }
+                    }
+                    (sequence, keys, Ok(()))
+                }));
+                Ok(())
+            }
+            Err(error) if refused_for_good(&error) => {
+                count_error(&error);
+                self.refuse(sequence, keys, &error);
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn enqueue(
+        &self,
+        event: &SpooledEvent,
+    ) -> Result<Vec<(TopicName, DeliveryFuture)>, PublishError> {
         let mut deliveries = Vec::with_capacity(event.records.len());
         for record in &event.records {
             let topic = TopicName::try_from(record.topic.clone())
@@ -243,40 +457,36 @@ impl Forwarder {
                 Err((error, _)) => return Err(classify(&error, &topic)),
             }
         }
-        Ok(Box::pin(async move {
-            for (topic, delivery) in deliveries {
-                if let Err(error) = confirmed(&topic, delivery).await {
-                    return (sequence, Err(error));
-                }
-            }
-            (sequence, Ok(()))
-        }))
+        Ok(deliveries)
     }
 
-    /// Asks the writer to remove acknowledged events; with `wait`, returns once that is
-    /// committed, so that a rewind never reads them again.
-    async fn remove(&self, sequences: Vec<u64>, wait: bool) {
-        if sequences.is_empty() {
-            return;
-        }
+    /// Asks the writer to remove acknowledged events; with `wait`, returns once that (and every
+    /// removal asked for before) is committed, or why it was not, so that a rewind never reads
+    /// them again.
+    async fn remove(&self, sequences: Vec<u64>, wait: bool) -> Result<(), String> {
         let (committed, done) = if wait {
             let (sender, receiver) = oneshot::channel();
             (Some(sender), Some(receiver))
         } else {
             (None, None)
         };
-        if self
-            .commands
+        self.commands
             .send(Command::Remove {
                 sequences,
                 committed,
             })
-            .is_err()
-        {
-            return;
+            .map_err(|_| "the spool writer stopped".to_owned())?;
+        match done {
+            Some(done) => done
+                .await
+                .unwrap_or_else(|_| Err("the spool writer stopped".to_owned())),
+            None => Ok(()),
         }
-        if let Some(done) = done {
-            let _ = done.await;
-        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
     }
 }

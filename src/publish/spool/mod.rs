@@ -6,6 +6,7 @@
 //! them in one transaction (group commit), so many concurrent requests share one `fsync`.
 
 pub mod forwarder;
+mod refusals;
 mod store;
 
 use std::collections::VecDeque;
@@ -25,10 +26,12 @@ use crate::pipeline::OutboundRecord;
 
 pub use forwarder::{Forwarder, ForwarderControl};
 pub use store::SpoolError;
-use store::Store;
+use store::{Quarantine, Store};
 
 /// The encoding's version, the first byte of every stored event.
 const FORMAT_VERSION: u8 = 1;
+/// The same for every quarantined event.
+const QUARANTINE_FORMAT_VERSION: u8 = 1;
 /// Requests committed together at most; bounds one transaction's size and latency.
 const MAX_GROUP: usize = 4_096;
 /// Committed events held in memory for the forwarder at most (a few MB of encoded events).
@@ -71,14 +74,46 @@ impl SpooledEvent {
     }
 
     pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
-        postcard::to_extend(self, vec![FORMAT_VERSION])
+        encode_versioned(FORMAT_VERSION, self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
-        match bytes.split_first() {
-            Some((&FORMAT_VERSION, rest)) => postcard::from_bytes(rest),
-            _ => Err(postcard::Error::DeserializeBadEncoding),
-        }
+        decode_versioned(FORMAT_VERSION, bytes)
+    }
+}
+
+/// An event Kafka refused for good, as kept in the quarantine: the spooled event unchanged
+/// (the encoding of [`SpooledEvent`]), with when, after how many attempts and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantinedEvent {
+    pub quarantined_at_ms: i64,
+    pub attempts: u32,
+    pub error: String,
+    pub event: Vec<u8>,
+}
+
+impl QuarantinedEvent {
+    pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        encode_versioned(QUARANTINE_FORMAT_VERSION, self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        decode_versioned(QUARANTINE_FORMAT_VERSION, bytes)
+    }
+}
+
+/// `postcard` after a version byte, so that a later format is refused, not misread.
+fn encode_versioned<T: Serialize>(version: u8, value: &T) -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_extend(value, vec![version])
+}
+
+fn decode_versioned<T: serde::de::DeserializeOwned>(
+    version: u8,
+    bytes: &[u8],
+) -> Result<T, postcard::Error> {
+    match bytes.split_first() {
+        Some((&found, rest)) if found == version => postcard::from_bytes(rest),
+        _ => Err(postcard::Error::DeserializeBadEncoding),
     }
 }
 
@@ -91,13 +126,23 @@ enum Command {
         event: Vec<u8>,
         reply: oneshot::Sender<Result<u64, PublishError>>,
     },
+    /// A removal that fails stays pending and is committed with a later transaction; whoever
+    /// waits is told of the failure, so that it does not read the events as gone.
     Remove {
         sequences: Vec<u64>,
-        committed: Option<oneshot::Sender<()>>,
+        committed: Option<CommitWaiter>,
+    },
+    /// Moves one event to the quarantine; not retried by the writer when its commit fails.
+    Quarantine {
+        quarantine: Quarantine,
+        committed: CommitWaiter,
     },
     /// Commit what came before, then stop; later appends are answered "shutting down".
     Close,
 }
+
+/// Told whether the transaction carrying a request was committed, and why not.
+type CommitWaiter = oneshot::Sender<Result<(), String>>;
 
 /// Counters the writer keeps and everyone else reads.
 #[derive(Debug, Default)]
@@ -105,6 +150,9 @@ struct Shared {
     events: AtomicU64,
     bytes: AtomicU64,
     commits: AtomicU64,
+    quarantined: AtomicU64,
+    /// Written by the forwarder: events Kafka refused for good and not yet settled.
+    kafka_refused: AtomicU64,
     write_error: Mutex<Option<String>>,
 }
 
@@ -166,6 +214,12 @@ pub struct SpoolStatus {
     pub oldest_age_seconds: f64,
     /// Transactions committed since start; far fewer than events under concurrent load.
     pub commits: u64,
+    /// Events Kafka refused for good and that are tried again; later events of their keys
+    /// wait for them.
+    pub kafka_refused: u64,
+    /// Events Kafka refused for good, kept in the spool file's quarantine for an operator;
+    /// outside `events`, `bytes` and their limits.
+    pub quarantined: u64,
     pub write_error: Option<String>,
 }
 
@@ -207,11 +261,20 @@ impl Spool {
                 "spool holds events not yet acknowledged by Kafka; forwarding them first"
             );
         }
+        if contents.quarantined > 0 {
+            tracing::warn!(
+                path = %settings.path.display(),
+                quarantined = contents.quarantined,
+                "spool quarantine holds events Kafka refused for good; they are not forwarded"
+            );
+        }
         let store = Arc::new(store);
         let shared = Arc::new(Shared {
             events: AtomicU64::new(contents.events),
             bytes: AtomicU64::new(contents.bytes),
             commits: AtomicU64::new(0),
+            quarantined: AtomicU64::new(contents.quarantined),
+            kafka_refused: AtomicU64::new(0),
             write_error: Mutex::new(None),
         });
         let committed = Arc::new(Notify::new());
@@ -266,9 +329,15 @@ impl Spool {
             self.tail.clone(),
             self.commands.clone(),
             self.committed.clone(),
+            self.shared.clone(),
             client_config,
             &self.settings,
         )
+    }
+
+    /// Every event in the quarantine, in sequence order, for an operator. Blocking.
+    pub fn quarantined(&self) -> Result<Vec<(u64, QuarantinedEvent)>, String> {
+        self.store.quarantined().map_err(|error| error.to_string())
     }
 
     pub fn monitor(&self) -> SpoolMonitor {
@@ -317,6 +386,8 @@ impl SpoolMonitor {
             max_bytes: self.max_bytes,
             oldest_age_seconds,
             commits: self.shared.commits.load(Ordering::Relaxed),
+            kafka_refused: self.shared.kafka_refused.load(Ordering::Relaxed),
+            quarantined: self.shared.quarantined.load(Ordering::Relaxed),
             write_error: lock(&self.shared.write_error).clone(),
         }
     }
@@ -388,6 +459,7 @@ impl Writer {
     fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         while let Some(first) = commands.blocking_recv() {
             let mut appends = Vec::new();
+            let mut quarantines = Vec::new();
             let mut notify_when_committed = Vec::new();
             let mut next = Some(first);
             let mut closing = false;
@@ -402,6 +474,13 @@ impl Writer {
                         self.removals.extend(sequences);
                         notify_when_committed.extend(committed);
                     }
+                    Command::Quarantine {
+                        quarantine,
+                        committed,
+                    } => {
+                        quarantines.push(quarantine);
+                        notify_when_committed.push(committed);
+                    }
                 }
                 next = if appends.len() < MAX_GROUP && !closing {
                     commands.try_recv().ok()
@@ -409,9 +488,9 @@ impl Writer {
                     None
                 };
             }
-            self.commit(appends);
+            let outcome = self.commit(appends, &quarantines);
             for waiter in notify_when_committed {
-                let _ = waiter.send(());
+                let _ = waiter.send(outcome.clone());
             }
             if closing {
                 return;
@@ -443,16 +522,20 @@ impl Writer {
         self.next_sequence += 1;
     }
 
-    fn commit(&mut self, appends: Vec<PendingAppend>) {
-        if appends.is_empty() && self.removals.is_empty() {
-            return;
+    fn commit(
+        &mut self,
+        appends: Vec<PendingAppend>,
+        quarantines: &[Quarantine],
+    ) -> Result<(), String> {
+        if appends.is_empty() && self.removals.is_empty() && quarantines.is_empty() {
+            return Ok(());
         }
         let rows: Vec<(u64, &[u8])> = appends
             .iter()
             .map(|append| (append.sequence, append.event.as_slice()))
             .collect();
         let started = std::time::Instant::now();
-        match self.store.commit(&rows, &self.removals) {
+        match self.store.commit(&rows, &self.removals, quarantines) {
             Ok(removed) => {
                 self.shared.commits.fetch_add(1, Ordering::Relaxed);
                 metrics::histogram!("telecmi_bridge_spool_commit_seconds")
@@ -470,6 +553,9 @@ impl Writer {
                 self.shared
                     .bytes
                     .fetch_sub(removed.bytes, Ordering::Relaxed);
+                self.shared
+                    .quarantined
+                    .fetch_add(removed.quarantined, Ordering::Relaxed);
                 self.removals.clear();
                 if lock(&self.shared.write_error).take().is_some() {
                     tracing::info!("the spool is writable again");
@@ -484,6 +570,7 @@ impl Writer {
                 if had_appends {
                     self.committed.notify_one();
                 }
+                Ok(())
             }
             Err(error) => {
                 tracing::error!(%error, "spool commit failed; events in it were refused");
@@ -495,6 +582,7 @@ impl Writer {
                         .reply
                         .send(Err(PublishError::SpoolUnavailable(error.to_string())));
                 }
+                Err(error.to_string())
             }
         }
     }

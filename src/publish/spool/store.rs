@@ -1,17 +1,22 @@
 //! The spool's storage: one redb table of encoded events keyed by an increasing sequence
 //! number. redb gives crash-safe transactions (copy-on-write B-trees, checksummed commits), so
 //! an event either is in the file after a commit returns, or was never acknowledged.
+//!
+//! A second table keeps the events Kafka refused for good (the quarantine): moved there from
+//! the first in one transaction, never forwarded again and never deleted by the bridge.
 
 use std::path::{Path, PathBuf};
 
 use redb::{
-    Database, DatabaseError, ReadableDatabase, ReadableTable, StorageError, TableDefinition,
+    Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, StorageError,
+    TableDefinition,
 };
 
-use super::SpooledEvent;
+use super::{QuarantinedEvent, SpooledEvent};
 use crate::config::OnCorrupt;
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine");
 
 /// redb's page cache. With its default, 1 GiB, the bridge's RSS grew with the traffic it had
 /// spooled (236-326 MB after 30 s at 6,000-8,000 events/s; 46 MB with this). Events are written
@@ -41,17 +46,31 @@ pub struct Contents {
     pub events: u64,
     pub bytes: u64,
     pub next_sequence: u64,
+    pub quarantined: u64,
 }
 
-/// What a commit removed.
+/// An event to move from the spool to the quarantine, with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantine {
+    pub sequence: u64,
+    pub quarantined_at_ms: i64,
+    pub attempts: u32,
+    pub error: String,
+}
+
+/// What a commit removed from the spool, and how many of those it quarantined.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Removed {
     pub events: u64,
     pub bytes: u64,
+    pub quarantined: u64,
 }
 
 pub struct Store {
     db: Database,
+    /// Commits still to fail, for tests of what a failed commit does to those waiting on it.
+    #[cfg(test)]
+    pub(super) failing_commits: std::sync::atomic::AtomicU32,
 }
 
 enum OpenFailure {
@@ -111,7 +130,11 @@ impl Store {
             .set_cache_size(CACHE_BYTES)
             .create(path)
             .map_err(|error| classify_open_error(path, error))?;
-        let store = Self { db };
+        let store = Self {
+            db,
+            #[cfg(test)]
+            failing_commits: std::sync::atomic::AtomicU32::new(0),
+        };
         let contents = store
             .scan()
             .map_err(|error| OpenFailure::Unreadable(error.to_string()))?;
@@ -120,12 +143,17 @@ impl Store {
 
     fn scan(&self) -> Result<Contents, ScanError> {
         let read = self.db.begin_read()?;
+        let mut contents = Contents::default();
+        match read.open_table(QUARANTINE) {
+            Ok(table) => contents.quarantined = table.len()?,
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
         let table = match read.open_table(EVENTS) {
             Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Contents::default()),
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(contents),
             Err(error) => return Err(error.into()),
         };
-        let mut contents = Contents::default();
         for entry in table.iter()? {
             let (sequence, value) = entry?;
             let sequence = sequence.value();
@@ -138,17 +166,31 @@ impl Store {
         Ok(contents)
     }
 
-    /// Writes new events and removes forwarded ones in one transaction, synced to disk before
-    /// it returns.
+    /// Writes new events, removes forwarded ones and moves refused ones to the quarantine in
+    /// one transaction, synced to disk before it returns.
     pub fn commit(
         &self,
         appends: &[(u64, &[u8])],
         removals: &[u64],
+        quarantines: &[Quarantine],
     ) -> Result<Removed, redb::Error> {
+        #[cfg(test)]
+        if self
+            .failing_commits
+            .fetch_update(
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+                |left| left.checked_sub(1),
+            )
+            .is_ok()
+        {
+            return Err(redb::Error::Io(std::io::Error::other("injected failure")));
+        }
         let write = self.db.begin_write()?;
         let mut removed = Removed::default();
         {
             let mut table = write.open_table(EVENTS)?;
+            let mut quarantine = write.open_table(QUARANTINE)?;
             for (sequence, event) in appends {
                 table.insert(sequence, event)?;
             }
@@ -158,9 +200,45 @@ impl Store {
                     removed.bytes += event.value().len() as u64;
                 }
             }
+            for moved in quarantines {
+                let Some(event) = table.remove(moved.sequence)? else {
+                    continue;
+                };
+                removed.events += 1;
+                removed.bytes += event.value().len() as u64;
+                let encoded = QuarantinedEvent {
+                    quarantined_at_ms: moved.quarantined_at_ms,
+                    attempts: moved.attempts,
+                    error: moved.error.clone(),
+                    event: event.value().to_vec(),
+                }
+                .encode()
+                .map_err(|error| redb::Error::Corrupted(error.to_string()))?;
+                quarantine.insert(moved.sequence, encoded.as_slice())?;
+                removed.quarantined += 1;
+            }
         }
         write.commit()?;
         Ok(removed)
+    }
+
+    /// Every quarantined event, in sequence order.
+    pub fn quarantined(&self) -> Result<Vec<(u64, QuarantinedEvent)>, redb::Error> {
+        let read = self.db.begin_read()?;
+        let table = match read.open_table(QUARANTINE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(error) => return Err(error.into()),
+        };
+        table
+            .iter()?
+            .map(|entry| {
+                let (sequence, value) = entry?;
+                let entry = QuarantinedEvent::decode(value.value())
+                    .map_err(|error| redb::Error::Corrupted(error.to_string()))?;
+                Ok((sequence.value(), entry))
+            })
+            .collect()
     }
 
     /// Up to `limit` events from `from` on, in sequence order.

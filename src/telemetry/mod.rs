@@ -1,5 +1,7 @@
 //! Logging: human-readable by default, JSON by configuration; `RUST_LOG` overrides the level.
 
+pub mod repeats;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LoggingSettings};
