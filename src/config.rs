@@ -56,6 +56,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub envelope: EnvelopeSettings,
     pub logging: LoggingSettings,
+    pub reconcile: crate::reconcile::ReconcileSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1131,6 +1132,7 @@ impl Settings {
             .security
             .validate()
             .map_err(ConfigError::Invalid)?;
+        self.reconcile.validate().map_err(ConfigError::Invalid)?;
         if let Some((key, value)) = self.insecure_tls_property()
             && !self.kafka.security.allow_insecure_tls
         {

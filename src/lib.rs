@@ -7,6 +7,7 @@ pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod publish;
+pub mod reconcile;
 pub mod replay;
 pub mod shutdown;
 pub mod telemetry;

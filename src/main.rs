@@ -50,6 +50,8 @@ enum Command {
     Serve,
     /// Print the effective configuration, secrets redacted; fail on invalid configuration.
     CheckConfig,
+    /// Compare TeleCMI's call records with the CDRs in Kafka and report the missing ones.
+    Reconcile(telecmi_bridge::reconcile::ReconcileArgs),
     /// Publish webhook payloads from a JSON-lines file (one payload, or one envelope the bridge
     /// published, per line) through the webhook's pipeline to Kafka, in file order.
     Replay {
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => serve(settings),
+        Command::Reconcile(args) => telecmi_bridge::reconcile::cli::main(settings, &args),
         Command::Replay {
             file,
             skip_bad_lines,

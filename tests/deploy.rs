@@ -163,7 +163,11 @@ impl Deploy {
     /// What the bridge container sees in Kubernetes: the image's `ENV`, then `envFrom`, then
     /// `env` (which wins). Secret references resolve to `secret_value`.
     fn kubernetes_container_env(&self, secret_value: &str) -> BTreeMap<String, String> {
-        let container = self.container();
+        self.container_env(self.container(), secret_value)
+    }
+
+    /// The same for any container of the manifests.
+    fn container_env(&self, container: &Value, secret_value: &str) -> BTreeMap<String, String> {
         let mut env = self.dockerfile.runtime_env();
         for source in array(container, "envFrom") {
             let prefix = source
@@ -2028,5 +2032,47 @@ fn the_spool_lives_on_a_persistent_volume_everywhere() {
             .runtime_value("VOLUME")
             .is_some_and(|volume| volume.contains(directory.as_str())),
         "the image should declare {directory} a VOLUME"
+    );
+}
+
+#[test]
+fn the_reconcile_cronjob_never_overlaps_and_its_environment_loads() {
+    let deploy = deploy();
+    let cronjob = deploy.object("CronJob");
+    assert_eq!(
+        cronjob["spec"]["suspend"], true,
+        "off until the user turns it on"
+    );
+    assert_eq!(
+        cronjob["spec"]["concurrencyPolicy"], "Forbid",
+        "scheduled runs should not queue for the lease"
+    );
+    let pod = pointer(cronjob, "/spec/jobTemplate/spec/template/spec", "CronJob");
+    assert_eq!(pod["restartPolicy"], "Never");
+    let container = match pod["containers"].as_array().map(Vec::as_slice) {
+        Some([container]) => container,
+        _ => panic!("the CronJob should run exactly one container"),
+    };
+    assert_eq!(container["args"][0], "reconcile");
+    assert_eq!(container["image"], deploy.container()["image"]);
+
+    let env = deploy.container_env(container, &format!(r#"["{PLACEHOLDER_TOKEN}"]"#));
+    let settings = load_settings(&env).unwrap_or_else(|error| {
+        panic!("the CronJob's environment is not a valid configuration: {error}\n{env:#?}")
+    });
+    let reconcile = settings.reconcile;
+    assert!(
+        reconcile.app_id.is_some(),
+        "the CronJob should set the app id"
+    );
+    let mount = array(container, "volumeMounts")
+        .first()
+        .map(|mount| scalar(&mount["mountPath"], "mountPath"))
+        .expect("the secret's volume mount");
+    let item = pointer(pod, "/volumes/0/secret/items/0/path", "CronJob volumes");
+    assert_eq!(
+        reconcile.secret_file,
+        Some(Path::new(&mount).join(scalar(item, "path"))),
+        "reconcile.secret_file should name the mounted Secret's file"
     );
 }

@@ -13,6 +13,8 @@ mod listener;
 mod monitoring;
 mod outage_logs;
 mod privacy;
+mod reconcile_cli;
+mod reconcile_client;
 // The bridge as a process, shared with the fault suite, which uses the parts this one does not.
 #[allow(dead_code)]
 #[path = "../kafka_faults/process.rs"]
@@ -21,5 +23,6 @@ mod redaction;
 mod rejections;
 mod scenarios;
 mod spool;
+mod telecmi_sim;
 mod tls;
 mod trust;

@@ -3,6 +3,7 @@
 
 mod broker;
 mod quarantine;
+mod reconcile;
 mod replay;
 mod sasl;
 mod tls;
@@ -16,6 +17,9 @@ mod helpers;
 #[allow(dead_code)]
 #[path = "../it/scenarios.rs"]
 mod scenarios;
+#[allow(dead_code)]
+#[path = "../it/telecmi_sim.rs"]
+mod telecmi_sim;
 
 use std::time::Duration;
 

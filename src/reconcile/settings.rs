@@ -1,0 +1,373 @@
+//! `[reconcile]`: how to reach TeleCMI's call-record APIs and how far to trust them. Typed like
+//! every other section; the credentials are resolved (the secret file read) once, when a run
+//! starts, since the server itself never needs them.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::http::Uri;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{SecretValue, TopicName};
+
+/// TeleCMI's two product lines: their pull APIs differ in base, paths, credential field and
+/// record identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Product {
+    /// CHUB (global): records carry the call id `cmiuid`.
+    Chub,
+    /// CHUB India (piopiy): records carry only a database `_id`.
+    ChubIndia,
+}
+
+impl Product {
+    /// The documented base of the product's REST APIs.
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            Self::Chub => "https://rest.telecmi.com",
+            Self::ChubIndia => "https://piopiy.telecmi.com",
+        }
+    }
+
+    /// Records a page may hold: CHUB documents 20; CHUB India documents no maximum, so the
+    /// bridge keeps to a size that bounds one answer's memory and time.
+    pub fn max_page_size(self) -> u32 {
+        match self {
+            Self::Chub => 20,
+            Self::ChubIndia => 100,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Chub => "chub",
+            Self::ChubIndia => "chub_india",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcileSettings {
+    pub product: Product,
+    /// The API's base; the product's documented base when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The TeleCMI app id (a number, as the dashboard shows it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<u64>,
+    /// The app secret itself (CHUB's `secret`, CHUB India's `token`)...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretValue>,
+    /// ...or a file holding it (a mounted secret); trailing newlines are ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    /// How long after a call TeleCMI's records are trusted complete.
+    pub lag_seconds: u64,
+    /// How far back a run without `--from` looks, ending `lag_seconds` ago.
+    pub window_seconds: u64,
+    /// Deadline of one API request, answer body included.
+    pub request_timeout_ms: u64,
+    /// Attempts of one page at most (the first included) on 5xx, 429, timeouts, resets and
+    /// malformed answers.
+    pub max_attempts: u32,
+    /// The first pause between attempts; it doubles up to `retry_backoff_max_ms`.
+    pub retry_backoff_ms: u64,
+    pub retry_backoff_max_ms: u64,
+    /// Records asked for per page (`limit`).
+    pub page_size: u32,
+    /// CHUB India only: how far apart a pulled record's time and a CDR's time may be and
+    /// still be the same call.
+    pub match_tolerance_seconds: u64,
+    /// The CDR topics are read from this long before the window's start (by record
+    /// timestamp), for clocks apart between TeleCMI and the bridge.
+    pub kafka_margin_seconds: u64,
+    /// Reading the CDR topics must finish within this time.
+    pub kafka_read_timeout_ms: u64,
+    /// A publishing run holds the lease on this one-partition topic (see `reconcile::lease`).
+    pub lease_topic: String,
+    /// How long a publishing run waits for another run to finish before it gives up.
+    pub lease_wait_seconds: u64,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self {
+            product: Product::Chub,
+            base_url: None,
+            app_id: None,
+            secret: None,
+            secret_file: None,
+            lag_seconds: 600,
+            window_seconds: 7_200,
+            request_timeout_ms: 10_000,
+            max_attempts: 5,
+            retry_backoff_ms: 500,
+            retry_backoff_max_ms: 30_000,
+            page_size: 20,
+            match_tolerance_seconds: 5,
+            kafka_margin_seconds: 600,
+            kafka_read_timeout_ms: 120_000,
+            lease_topic: "telecmi.reconcile.lease".to_owned(),
+            lease_wait_seconds: 60,
+        }
+    }
+}
+
+/// What TeleCMI's APIs authenticate with.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub app_id: u64,
+    pub secret: SecretValue,
+}
+
+impl ReconcileSettings {
+    /// Checked with the rest of the configuration; credentials are checked by
+    /// [`ReconcileSettings::credentials`] when a run starts.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.secret.is_some() && self.secret_file.is_some() {
+            return Err("reconcile: set secret or secret_file, not both".to_owned());
+        }
+        let positive = [
+            ("reconcile.window_seconds", self.window_seconds),
+            ("reconcile.request_timeout_ms", self.request_timeout_ms),
+            ("reconcile.max_attempts", u64::from(self.max_attempts)),
+            ("reconcile.retry_backoff_ms", self.retry_backoff_ms),
+            ("reconcile.page_size", u64::from(self.page_size)),
+            (
+                "reconcile.kafka_read_timeout_ms",
+                self.kafka_read_timeout_ms,
+            ),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("{key}: must be greater than 0"));
+        }
+        if self.retry_backoff_max_ms < self.retry_backoff_ms {
+            return Err(
+                "reconcile.retry_backoff_max_ms: must be at least reconcile.retry_backoff_ms"
+                    .to_owned(),
+            );
+        }
+        let max_page_size = self.product.max_page_size();
+        if self.page_size > max_page_size {
+            return Err(format!(
+                "reconcile.page_size: at most {max_page_size} for product {}",
+                self.product.as_str()
+            ));
+        }
+        self.lease_topic()?;
+        self.base_url().map(|_| ())
+    }
+
+    pub fn lease_topic(&self) -> Result<TopicName, String> {
+        TopicName::try_from(self.lease_topic.clone())
+            .map_err(|error| format!("reconcile.lease_topic: {error}"))
+    }
+
+    /// The API base: a URL whose scheme is https, or http to a loopback host only (a
+    /// simulator), since the app secret travels in every request body.
+    pub fn base_url(&self) -> Result<Uri, String> {
+        let text = self
+            .base_url
+            .as_deref()
+            .unwrap_or(self.product.default_base_url());
+        let not_a_url = |reason: &dyn std::fmt::Display| {
+            format!("reconcile.base_url: {text:?} is not a URL: {reason}")
+        };
+        let url: Uri = text.parse().map_err(|error| not_a_url(&error))?;
+        if url.authority().is_none() {
+            return Err(not_a_url(&"no host"));
+        }
+        let loopback = url.host().is_some_and(|host| {
+            host == "localhost"
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<IpAddr>()
+                    .is_ok_and(|address| address.is_loopback())
+        });
+        match url.scheme_str() {
+            Some("https") => Ok(url),
+            Some("http") if loopback => Ok(url),
+            _ => Err(format!(
+                "reconcile.base_url: {text:?} must be https (http only to a loopback host): \
+                 the app secret travels in every request"
+            )),
+        }
+    }
+
+    /// The app id and secret, the secret file read now. Names the setting that is missing.
+    pub fn credentials(&self) -> Result<Credentials, String> {
+        let app_id = self.app_id.ok_or_else(|| {
+            "reconcile.app_id: required to call TeleCMI (TELECMI_BRIDGE_RECONCILE__APP_ID)"
+                .to_owned()
+        })?;
+        let secret = match (&self.secret, &self.secret_file) {
+            (Some(_), Some(_)) => {
+                return Err("reconcile: set secret or secret_file, not both".to_owned());
+            }
+            (Some(secret), None) => secret.clone(),
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .map(|text| SecretValue::from(text.trim_end_matches(['\r', '\n'])))
+                .map_err(|error| {
+                    format!(
+                        "reconcile.secret_file: cannot read {}: {error}",
+                        file.display()
+                    )
+                })?,
+            (None, None) => {
+                return Err(
+                    "reconcile.secret or reconcile.secret_file: required to call \
+                     TeleCMI (TELECMI_BRIDGE_RECONCILE__SECRET)"
+                        .to_owned(),
+                );
+            }
+        };
+        if secret.expose().is_empty() {
+            return Err("reconcile.secret: is empty".to_owned());
+        }
+        Ok(Credentials { app_id, secret })
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn match_tolerance(&self) -> Duration {
+        Duration::from_secs(self.match_tolerance_seconds)
+    }
+
+    pub fn kafka_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.kafka_read_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Settings, Sources};
+
+    #[test]
+    // `figment::Jail` closures return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn environment_variables_set_it_and_the_secret_is_redacted() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TELECMI_BRIDGE_RECONCILE__PRODUCT", "chub_india");
+            jail.set_env("TELECMI_BRIDGE_RECONCILE__APP_ID", "1111113");
+            jail.set_env("TELECMI_BRIDGE_RECONCILE__SECRET", "india-app-token-value");
+            jail.set_env("TELECMI_BRIDGE_RECONCILE__LAG_SECONDS", "900");
+            let sources = Sources {
+                config_dir: PathBuf::from("config"),
+                ..Sources::default()
+            };
+            let settings = Settings::load(&sources).expect("valid").reconcile;
+            assert_eq!(settings.product, Product::ChubIndia);
+            assert_eq!(settings.lag_seconds, 900);
+            let credentials = settings.credentials().expect("complete");
+            assert_eq!(credentials.app_id, 1_111_113);
+            assert_eq!(credentials.secret.expose(), "india-app-token-value");
+            let whole = Settings::load(&sources).expect("valid");
+            assert!(!whole.to_redacted_toml().contains("india-app-token-value"));
+            assert!(!format!("{whole:?} {credentials:?}").contains("india-app-token-value"));
+
+            jail.set_env("TELECMI_BRIDGE_RECONCILE__PAGE_SIZE", "0");
+            let error = Settings::load(&sources).unwrap_err().to_string();
+            assert!(error.contains("reconcile.page_size"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_base_defaults_to_the_products_documented_base() {
+        let chub = ReconcileSettings::default();
+        assert_eq!(
+            chub.base_url().expect("valid").to_string(),
+            "https://rest.telecmi.com/"
+        );
+        let india = ReconcileSettings {
+            product: Product::ChubIndia,
+            ..ReconcileSettings::default()
+        };
+        assert_eq!(
+            india.base_url().expect("valid").to_string(),
+            "https://piopiy.telecmi.com/"
+        );
+    }
+
+    #[test]
+    fn plain_http_is_refused_except_to_a_loopback_simulator() {
+        let with_base = |base: &str| ReconcileSettings {
+            base_url: Some(base.to_owned()),
+            ..ReconcileSettings::default()
+        };
+        assert!(with_base("http://127.0.0.1:4000").validate().is_ok());
+        assert!(with_base("http://localhost:4000").validate().is_ok());
+        let error = with_base("http://rest.telecmi.com").validate().unwrap_err();
+        assert!(error.contains("reconcile.base_url"), "{error}");
+        let error = with_base("not a url").validate().unwrap_err();
+        assert!(error.contains("reconcile.base_url"), "{error}");
+    }
+
+    #[test]
+    fn the_lease_topic_must_be_a_topic_name() {
+        let settings = ReconcileSettings {
+            lease_topic: "no spaces allowed".to_owned(),
+            ..ReconcileSettings::default()
+        };
+        let error = settings.validate().unwrap_err();
+        assert!(error.contains("reconcile.lease_topic"), "{error}");
+    }
+
+    #[test]
+    fn chub_pages_hold_at_most_twenty_records() {
+        let settings = ReconcileSettings {
+            page_size: 21,
+            ..ReconcileSettings::default()
+        };
+        let error = settings.validate().unwrap_err();
+        assert!(error.contains("reconcile.page_size"), "{error}");
+        let india = ReconcileSettings {
+            product: Product::ChubIndia,
+            ..settings
+        };
+        assert!(india.validate().is_ok());
+    }
+
+    #[test]
+    fn credentials_name_the_missing_setting_and_read_the_file_once_asked() {
+        let none = ReconcileSettings::default();
+        assert!(none.credentials().unwrap_err().contains("reconcile.app_id"));
+        let no_secret = ReconcileSettings {
+            app_id: Some(1_111_112),
+            ..ReconcileSettings::default()
+        };
+        assert!(
+            no_secret
+                .credentials()
+                .unwrap_err()
+                .contains("reconcile.secret")
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "from-a-file\n").expect("write");
+        let from_file = ReconcileSettings {
+            secret_file: Some(file),
+            ..no_secret.clone()
+        };
+        let credentials = from_file.credentials().expect("valid");
+        assert_eq!(credentials.secret.expose(), "from-a-file");
+        assert_eq!(credentials.app_id, 1_111_112);
+        let missing = ReconcileSettings {
+            secret_file: Some(dir.path().join("absent")),
+            ..no_secret
+        };
+        assert!(
+            missing
+                .credentials()
+                .unwrap_err()
+                .contains("reconcile.secret_file")
+        );
+    }
+}

@@ -1,0 +1,436 @@
+//! Reconciliation against the real broker: the CDRs published since a point in time, read by
+//! record timestamp from the CDR topics only; and whole runs over calls whose webhooks partly
+//! reached the bridge: a dry run, a run publishing the missing CDRs, and a second run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use telecmi_bridge::Settings;
+use telecmi_bridge::config::SecretValue;
+use telecmi_bridge::pipeline::normalise;
+use telecmi_bridge::reconcile::kafka::{PublishedCdrs, cdr_topics, read_published_cdrs};
+use telecmi_bridge::reconcile::lease::Lease;
+use telecmi_bridge::reconcile::recover::{ORIGIN_HEADER, ORIGIN_RECONCILE};
+use telecmi_bridge::reconcile::report::RunReport;
+use telecmi_bridge::reconcile::run::run;
+use telecmi_bridge::reconcile::telecmi::{Endpoint, Window};
+use telecmi_bridge::reconcile::{Product, ReconcileSettings};
+
+use crate::broker::{real_settings, unique_prefix};
+use crate::helpers::{TestApp, consume_all, spawn_app};
+use crate::telecmi_sim::{
+    CHUB_APP_ID, INDIA_APP_ID, SIMULATED_SECRET, Simulator, chub_record, india_record,
+};
+
+fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/telecmi/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON")
+}
+
+fn now_ms() -> i64 {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+    i64::try_from(since_epoch.as_millis()).expect("milliseconds")
+}
+
+/// Posts `payload` and returns the event id the bridge answered with.
+async fn publish(app: &TestApp, payload: &Value) -> String {
+    let response = app.post_json(payload.to_string().as_bytes()).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.expect("JSON answer");
+    answer["id"].as_str().expect("event id").to_owned()
+}
+
+async fn read(settings: &Settings, since_ms: i64) -> PublishedCdrs {
+    let settings = settings.clone();
+    tokio::task::spawn_blocking(move || {
+        read_published_cdrs(&settings, since_ms, Duration::from_secs(30))
+    })
+    .await
+    .expect("reader thread")
+    .expect("CDRs read")
+}
+
+fn event_ids(published: &PublishedCdrs) -> BTreeSet<String> {
+    published
+        .cdrs
+        .iter()
+        .map(|cdr| cdr.event_id.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cdrs_published_since_a_time_are_read_from_the_cdr_topics_only() {
+    let prefix = unique_prefix();
+    let settings = real_settings(&prefix);
+    let app = spawn_app(settings.clone()).await;
+
+    let earlier = publish(&app, &fixture("chub-inbound-answered-cdr.json")).await;
+    let since = now_ms() + 1;
+    // Record timestamps have millisecond resolution: the next records must be stamped later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while now_ms() <= since {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clock stands still"
+        );
+        tokio::task::yield_now().await;
+    }
+    let missed = publish(&app, &fixture("chub-outbound-missed-cdr-leg-a.json")).await;
+    let mut unusual = fixture("chub-india-inbound-answered-cdr.json");
+    unusual["status"] = Value::from("busy");
+    let on_fallback = publish(&app, &unusual).await;
+    publish(&app, &fixture("chub-inbound-answered-leg-a.json")).await;
+
+    let since_then = read(&settings, since).await;
+    assert_eq!(
+        event_ids(&since_then),
+        BTreeSet::from([missed.clone(), on_fallback.clone()]),
+        "the CDRs after `since`, the fallback topic's included; no live event"
+    );
+    assert_eq!(since_then.records_read, 2);
+    assert_eq!(since_then.not_cdrs, 0);
+    let fallback = since_then
+        .cdrs
+        .iter()
+        .find(|cdr| cdr.event_id == on_fallback)
+        .expect("the fallback CDR");
+    assert_eq!(fallback.status.as_deref(), Some("busy"));
+    assert_eq!(fallback.from.as_deref(), Some("9200000000"));
+
+    let everything = read(&settings, 0).await;
+    assert_eq!(
+        event_ids(&everything),
+        BTreeSet::from([earlier, missed, on_fallback])
+    );
+
+    let future = read(&settings, now_ms() + 3_600_000).await;
+    assert_eq!(future.records_read, 0);
+    app.stop().await;
+}
+
+/// A webhook CDR of a simulated call: the same numbers and time as TeleCMI's record; on CHUB
+/// the record's `cmiuid` is the webhook's `cmiuuid`, on CHUB India the webhook's own call id.
+fn webhook_cdr(endpoint: Endpoint, record: &Value, call_leg_id: &str) -> Value {
+    json!({
+        "type": "cdr",
+        "appid": 1_111_112,
+        "cmiuuid": call_leg_id,
+        "conversation_uuid": call_leg_id,
+        "direction": endpoint.direction(),
+        "status": endpoint.status(),
+        "from": record["from"],
+        "to": record["to"],
+        "time": record["time"],
+    })
+}
+
+fn reconcile_settings(settings: &Settings, simulator: &Simulator, product: Product) -> Settings {
+    let mut settings = settings.clone();
+    settings.reconcile = ReconcileSettings {
+        product,
+        base_url: Some(simulator.base_url()),
+        app_id: Some(match product {
+            Product::Chub => CHUB_APP_ID,
+            Product::ChubIndia => INDIA_APP_ID,
+        }),
+        secret: Some(SecretValue::from(SIMULATED_SECRET)),
+        retry_backoff_ms: 10,
+        kafka_read_timeout_ms: 30_000,
+        ..ReconcileSettings::default()
+    };
+    // Each test its own lease (group and topic), named after its prefixed topics.
+    let unique = settings.routing.cdr_fallback_topic.to_string();
+    settings.reconcile.lease_topic = format!("{unique}.lease");
+    settings.kafka.client_id = unique;
+    settings
+}
+
+/// A run over the hour from `start_ms`, which must finish.
+async fn run_over_the_hour(
+    settings: &Settings,
+    simulator: &Simulator,
+    product: Product,
+    start_ms: i64,
+    dry_run: bool,
+) -> RunReport {
+    let window = Window {
+        start_ms,
+        end_ms: start_ms + 3_600_000,
+    };
+    let settings = reconcile_settings(settings, simulator, product);
+    let report = run(&settings, window, dry_run).await;
+    assert!(report.complete, "{}", report.to_text());
+    report
+}
+
+/// TeleCMI's count, found, missing, ambiguous, published.
+fn totals(report: &RunReport) -> [u64; 5] {
+    let totals = &report.totals;
+    [
+        totals.telecmi_count,
+        totals.found as u64,
+        totals.missing as u64,
+        totals.ambiguous as u64,
+        totals.published as u64,
+    ]
+}
+
+/// The CDR envelopes on the CDR topics, with the records' `telecmi-origin` header.
+async fn cdrs_in_kafka(app: &TestApp, settings: &Settings) -> Vec<(Value, Option<String>)> {
+    let topics = cdr_topics(&settings.routing);
+    consume_all(&app.bootstrap_servers, &topics)
+        .await
+        .into_iter()
+        .map(|consumed| {
+            let origin = consumed.header(ORIGIN_HEADER).map(str::to_owned);
+            (consumed.envelope, origin)
+        })
+        .collect()
+}
+
+fn missing_ids(report: &RunReport) -> BTreeSet<String> {
+    report
+        .endpoints
+        .iter()
+        .flat_map(|row| row.missing_calls.iter().map(|call| call.id.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chub_run_publishes_the_cdrs_whose_webhook_never_arrived_once() {
+    let prefix = unique_prefix();
+    let settings = real_settings(&prefix);
+    let app = spawn_app(settings.clone()).await;
+    let simulator = Simulator::start(Product::Chub).await;
+    let start_ms = now_ms() - 7_200_000;
+    let mut expected_missing = BTreeMap::new();
+    // 500 calls over an hour, in both directions, answered and missed. The bridge was down for
+    // a contiguous stretch (calls 300 to 359), and every eleventh webhook of the others was
+    // lost too (deterministic, so a failure can be replayed): 399 of 500 arrive.
+    const CALLS: u64 = 500;
+    for number in 0..CALLS {
+        let endpoint = Endpoint::ALL[(number % 4) as usize];
+        let record = chub_record(number, start_ms + 7_200 * number as i64);
+        let call_id = record["cmiuid"].as_str().expect("cmiuid").to_owned();
+        let bridge_down = (300..360).contains(&number);
+        let lost = number.is_multiple_of(11);
+        if bridge_down || lost {
+            expected_missing.insert(call_id, (endpoint, record.clone()));
+        } else {
+            publish(&app, &webhook_cdr(endpoint, &record, &call_id)).await;
+        }
+        simulator.add_records(endpoint, [record]);
+    }
+    let missing = expected_missing.len() as u64;
+    let delivered = CALLS - missing;
+    assert!(
+        (90..=110).contains(&missing),
+        "{missing} of {CALLS} missing"
+    );
+
+    let dry = run_over_the_hour(&settings, &simulator, Product::Chub, start_ms, true).await;
+    assert_eq!(
+        totals(&dry),
+        [CALLS, delivered, missing, 0, 0],
+        "{}",
+        dry.to_text()
+    );
+    assert_eq!(
+        missing_ids(&dry),
+        expected_missing.keys().cloned().collect()
+    );
+    assert_eq!(
+        dry.kafka.as_ref().map(|kafka| kafka.cdrs as u64),
+        Some(delivered)
+    );
+
+    let first = run_over_the_hour(&settings, &simulator, Product::Chub, start_ms, false).await;
+    assert_eq!(
+        totals(&first),
+        [CALLS, delivered, missing, 0, missing],
+        "{}",
+        first.to_text()
+    );
+    let second = run_over_the_hour(&settings, &simulator, Product::Chub, start_ms, false).await;
+    assert_eq!(
+        totals(&second),
+        [CALLS, CALLS, 0, 0, 0],
+        "a second run publishes nothing:\n{}",
+        second.to_text()
+    );
+
+    let cdrs = cdrs_in_kafka(&app, &settings).await;
+    let call_id = |envelope: &Value| envelope["data"]["call_leg_id"].as_str().map(str::to_owned);
+    let calls: BTreeSet<Option<String>> =
+        cdrs.iter().map(|(envelope, _)| call_id(envelope)).collect();
+    assert_eq!(
+        (cdrs.len() as u64, calls.len() as u64),
+        (CALLS, CALLS),
+        "every call exactly one CDR"
+    );
+    let recovered: Vec<&Value> = cdrs
+        .iter()
+        .filter(|(_, origin)| origin.as_deref() == Some(ORIGIN_RECONCILE))
+        .map(|(envelope, _)| envelope)
+        .collect();
+    assert_eq!(
+        recovered.len() as u64,
+        missing,
+        "only the missing ones are marked recovered"
+    );
+    for envelope in recovered {
+        let id = call_id(envelope).expect("a call id");
+        let (endpoint, record) = &expected_missing[&id];
+        let webhook = normalise(object(webhook_cdr(*endpoint, record, &id)));
+        assert_eq!(
+            envelope["id"].as_str(),
+            Some(webhook.id.to_string().as_str()),
+            "the event id its webhook CDR would have had"
+        );
+        assert_eq!(envelope["data"]["original"]["payload"], *record);
+    }
+    app.stop().await;
+}
+
+fn object(value: Value) -> serde_json::Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chub_india_run_matches_by_fingerprint_and_never_publishes_ambiguous_calls() {
+    let prefix = unique_prefix();
+    let settings = real_settings(&prefix);
+    let app = spawn_app(settings.clone()).await;
+    let simulator = Simulator::start(Product::ChubIndia).await;
+    let start_ms = now_ms() - 7_200_000;
+    let mut expected_missing = BTreeSet::new();
+    for call in 0..10_u64 {
+        let record = india_record(call, start_ms + 300_000 * call as i64);
+        if call.is_multiple_of(5) {
+            expected_missing.insert(record["_id"].as_str().expect("_id").to_owned());
+        } else {
+            let call_leg_id = uuid::Uuid::new_v4().to_string();
+            let cdr = webhook_cdr(Endpoint::Answered, &record, &call_leg_id);
+            publish(&app, &cdr).await;
+        }
+        simulator.add_records(Endpoint::Answered, [record]);
+    }
+    // Two calls between the same numbers 2 s apart, one webhook delivered: which call it
+    // belongs to cannot be told, so both are reported ambiguous.
+    let twin_time = start_ms + 3_300_000;
+    let mut first = india_record(50, twin_time);
+    let mut second = india_record(51, twin_time + 2_000);
+    second["from"] = first["from"].clone();
+    first["to"] = second["to"].clone();
+    let call_leg_id = uuid::Uuid::new_v4().to_string();
+    publish(&app, &webhook_cdr(Endpoint::Answered, &first, &call_leg_id)).await;
+    simulator.add_records(Endpoint::Answered, [first, second]);
+
+    let dry = run_over_the_hour(&settings, &simulator, Product::ChubIndia, start_ms, true).await;
+    assert_eq!(totals(&dry), [12, 8, 2, 2, 0], "{}", dry.to_text());
+    assert_eq!(missing_ids(&dry), expected_missing);
+    assert_eq!(dry.endpoints[0].ambiguous_calls[0].candidates.len(), 1);
+
+    let first = run_over_the_hour(&settings, &simulator, Product::ChubIndia, start_ms, false).await;
+    assert_eq!(
+        totals(&first),
+        [12, 8, 2, 2, 2],
+        "the ambiguous pair is not published:\n{}",
+        first.to_text()
+    );
+    let second =
+        run_over_the_hour(&settings, &simulator, Product::ChubIndia, start_ms, false).await;
+    assert_eq!(totals(&second), [12, 10, 0, 2, 0], "{}", second.to_text());
+    let cdrs = cdrs_in_kafka(&app, &settings).await;
+    assert_eq!(cdrs.len(), 11, "9 webhooks and 2 recovered");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_at_once_publish_each_missing_call_once() {
+    let prefix = unique_prefix();
+    let settings = real_settings(&prefix);
+    let app = spawn_app(settings.clone()).await;
+    let simulator = Simulator::start(Product::Chub).await;
+    let start_ms = now_ms() - 7_200_000;
+    let mut missing = 0;
+    for number in 0..40_u64 {
+        let endpoint = Endpoint::ALL[(number % 4) as usize];
+        let record = chub_record(number, start_ms + 60_000 * number as i64);
+        if number % 5 == 2 {
+            missing += 1;
+        } else {
+            let call_id = record["cmiuid"].as_str().expect("cmiuid").to_owned();
+            publish(&app, &webhook_cdr(endpoint, &record, &call_id)).await;
+        }
+        simulator.add_records(endpoint, [record]);
+    }
+    let run_settings = reconcile_settings(&settings, &simulator, Product::Chub);
+    let window = Window {
+        start_ms,
+        end_ms: start_ms + 3_600_000,
+    };
+    let (first, second) = tokio::join!(
+        run(&run_settings, window, false),
+        run(&run_settings, window, false)
+    );
+    for report in [&first, &second] {
+        assert!(report.complete, "{}", report.to_text());
+    }
+    assert_eq!(
+        [first.totals.published, second.totals.published]
+            .iter()
+            .sum::<usize>(),
+        missing,
+        "each missing call published once:\n{}\n{}",
+        first.to_text(),
+        second.to_text()
+    );
+    assert!(
+        first.totals.published == 0 || second.totals.published == 0,
+        "the run that waited found the other's CDRs"
+    );
+    assert_eq!(cdrs_in_kafka(&app, &settings).await.len(), 40);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_gives_up_while_another_holds_the_lease_and_says_so() {
+    let prefix = unique_prefix();
+    let settings = real_settings(&prefix);
+    // Creates the CDR topics the runs read.
+    let app = spawn_app(settings.clone()).await;
+    let simulator = Simulator::start(Product::Chub).await;
+    let mut run_settings = reconcile_settings(&settings, &simulator, Product::Chub);
+    run_settings.reconcile.lease_wait_seconds = 1;
+    let window = Window {
+        start_ms: now_ms() - 7_200_000,
+        end_ms: now_ms() - 3_600_000,
+    };
+    let holder = Lease::acquire(&run_settings).await.expect("the lease");
+    let waiting = run(&run_settings, window, false).await;
+    assert!(!waiting.complete);
+    assert!(
+        waiting
+            .errors
+            .iter()
+            .any(|error| error.contains("holds the lease")),
+        "{:?}",
+        waiting.errors
+    );
+    assert!(
+        run(&run_settings, window, true).await.complete,
+        "a dry run needs no lease"
+    );
+    holder.release().await;
+    let after = run(&run_settings, window, false).await;
+    assert!(after.complete, "{}", after.to_text());
+    app.stop().await;
+}
