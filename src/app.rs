@@ -272,6 +272,7 @@ impl Application {
             privacy: Privacy::new(&settings.privacy).map(Arc::new),
             source: Arc::from(settings.envelope.source.as_str()),
             body_limit: settings.server.body_limit_bytes,
+            max_record_bytes: settings.kafka.message_max_bytes().unwrap_or(usize::MAX),
             retry_after_seconds: settings.delivery.retry_after_seconds,
         };
         let limits = http::RequestLimits {

@@ -349,6 +349,17 @@ fn envelope_bound(body_limit: usize) -> usize {
     body_limit.saturating_mul(2).saturating_add(4 * 1024)
 }
 
+impl KafkaSettings {
+    /// The producer's `message.max.bytes`: what `kafka.properties` sets, or librdkafka's
+    /// default; `None` when the property is not a number.
+    pub fn message_max_bytes(&self) -> Option<usize> {
+        match self.properties.get("message.max.bytes") {
+            None => Some(DEFAULT_MESSAGE_MAX_BYTES),
+            Some(value) => value.expose().trim().parse().ok(),
+        }
+    }
+}
+
 impl Default for KafkaSettings {
     fn default() -> Self {
         Self {
@@ -1142,17 +1153,10 @@ impl Settings {
                  true to accept that deliberately"
             ));
         }
-        let message_max_bytes = match self.kafka.properties.get("message.max.bytes") {
-            None => DEFAULT_MESSAGE_MAX_BYTES,
-            Some(value) => match value.expose().trim().parse() {
-                Ok(bytes) => bytes,
-                Err(_) => {
-                    return invalid(format!(
-                        "kafka.properties.\"message.max.bytes\": {:?} is not a number of bytes",
-                        value.expose()
-                    ));
-                }
-            },
+        let Some(message_max_bytes) = self.kafka.message_max_bytes() else {
+            return invalid(
+                "kafka.properties.\"message.max.bytes\": not a number of bytes".to_owned(),
+            );
         };
         if envelope_bound(self.server.body_limit_bytes) > message_max_bytes {
             return invalid(format!(

@@ -19,6 +19,8 @@ pub enum ApiError {
     Rejected(#[from] RejectReason),
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("the event's record would be larger than Kafka accepts ({limit} bytes)")]
+    EnvelopeTooLarge { limit: usize },
     #[error("the request body could not be read")]
     BodyRead,
     #[error("only GET and POST are accepted here")]
@@ -55,6 +57,7 @@ impl ApiError {
         match self {
             Self::Rejected(reason) => reason.code(),
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::EnvelopeTooLarge { .. } => "envelope_too_large",
             Self::BodyRead => "body_read_failed",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotFound => "not_found",
@@ -87,7 +90,9 @@ impl ApiError {
                 | RejectReason::UnsupportedContentEncoding,
             ) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Rejected(_) | Self::BodyRead => StatusCode::BAD_REQUEST,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } | Self::EnvelopeTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Unauthorized | Self::BadSignature => StatusCode::UNAUTHORIZED,

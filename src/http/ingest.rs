@@ -16,7 +16,9 @@ use super::error::ApiError;
 use super::rate_limit::RateLimit;
 use super::signature::Signature;
 use super::source::SourcePolicy;
-use crate::pipeline::{DeadLetter, Privacy, RawRequest, Router, decode, to_records};
+use crate::pipeline::{
+    DeadLetter, OutboundRecord, Privacy, RawRequest, Router, decode, to_records,
+};
 use crate::publish::dedup::Dedup;
 use crate::publish::{Publisher, Receipt};
 
@@ -34,6 +36,9 @@ pub struct IngestState {
     pub privacy: Option<Arc<Privacy>>,
     pub source: Arc<str>,
     pub body_limit: usize,
+    /// The producer's `message.max.bytes`: a record that would exceed it gets 413 here rather
+    /// than Kafka's refusal (500) later.
+    pub max_record_bytes: usize,
     pub retry_after_seconds: u32,
 }
 
@@ -204,6 +209,14 @@ pub async fn ingest(
     if !normalised.warnings.is_empty() {
         tracing::debug!(warnings = ?normalised.warnings, "payload normalised with warnings");
     }
+    if records
+        .iter()
+        .any(|record| record_size(record) > state.max_record_bytes)
+    {
+        return Err(ApiError::EnvelopeTooLarge {
+            limit: state.max_record_bytes,
+        });
+    }
     let topic = records
         .first()
         .map(|record| record.topic.to_string())
@@ -253,4 +266,16 @@ pub async fn ingest(
         topic,
         stored: Some(stored),
     }))
+}
+
+/// What a record weighs against `message.max.bytes`: its payload, key and headers, plus the
+/// record batch's own framing, over-estimated.
+fn record_size(record: &OutboundRecord) -> usize {
+    const FRAMING: usize = 256;
+    let headers: usize = record
+        .headers
+        .iter()
+        .map(|(name, value)| name.len() + value.len() + 8)
+        .sum();
+    record.payload.len() + record.key.len() + headers + FRAMING
 }

@@ -282,6 +282,7 @@ mod tests {
             privacy: None,
             source: Arc::from("test"),
             body_limit: 65_536,
+            max_record_bytes: 1_000_000,
             retry_after_seconds: 1,
         }
     }

@@ -109,3 +109,29 @@ async fn a_caller_over_its_rate_gets_429_with_retry_after() {
         "the limited request was not published"
     );
 }
+
+/// A form body within the body limit can still make a record Kafka refuses: control
+/// characters sent as `%01` (3 bytes) are written `\u0001` (6 bytes) in the normalised fields
+/// and again in the original. Such an event is answered 413 before publishing, not 500 after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_too_large_for_kafka_is_refused_413_before_publishing() {
+    let mut settings = test_settings();
+    settings.server.body_limit_bytes = 7_000;
+    settings.kafka.properties.insert(
+        "message.max.bytes".to_owned(),
+        telecmi_bridge::config::SecretValue::from("20000"),
+    );
+    let app = spawn_app(settings).await;
+    let form = format!("type=event&status=answered&note={}", "%01".repeat(2_200));
+    assert!(form.len() < 7_000);
+    let answer = app.post_form(&form).await;
+    assert_eq!(answer.status(), 413);
+    let body: Value = answer.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "envelope_too_large", "{body}");
+    accepted(
+        app.post_form("type=event&status=answered&cmiuuid=small")
+            .await,
+    )
+    .await;
+    assert_eq!(app.record_count(), 1, "only the small event reached Kafka");
+}
