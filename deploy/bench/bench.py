@@ -17,6 +17,14 @@ RSS and its CPU seconds per 1,000 events, and each mode's ratio to the baseline 
 concurrency. Two extra runs: a new connection per request (kafka mode and baseline), and
 kafka mode at half of its best throughput (the latency a non-saturated bridge gives).
 
+Mode `goref` is the Go reference peer (../shared/peers/go-franz: net/http and one franz-go
+producer, acks=all, idempotent, the same topics and keys; a smaller envelope), built on demand
+with its build.sh (Go and the Go module proxy) into target/peers/go-franz and run with the
+bridge's producer settings (linger 5 ms, lz4), so that every run shows the bridge, the
+reference and the bare endpoint side by side. For the modes that write to Kafka the report also
+gives the broker's CPU and the bytes the broker stored per event (the growth of the telecmi.*
+partitions' log segments: records as compressed and batched on disk).
+
 Output: a markdown report on stdout and in OUT/report.md, everything in OUT/results.json.
 Needs wrk (Debian: apt-get install wrk; installed automatically when running as root).
 """
@@ -43,7 +51,11 @@ BRIDGE = REPO / "target" / "release" / "telecmi-bridge"
 BASELINE = REPO / "target" / "release" / "examples" / "http_baseline"
 LISTEN = "127.0.0.1:18080"
 ADMIN = "127.0.0.1:19090"
-MODES = ("baseline", "kafka", "spool", "embedded")
+GOREF = REPO / "target" / "peers" / "go-franz"
+GOREF_BUILD = REPO.parent / "shared" / "peers" / "go-franz" / "build.sh"
+MODES = ("baseline", "kafka", "spool", "embedded", "goref")
+# The modes whose events a broker on this machine stores.
+BROKER_MODES = ("kafka", "spool", "goref")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -61,12 +73,19 @@ def ensure_wrk():
     subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
 
 
-def build():
+def build(modes):
     log("building the release binary and the baseline")
     subprocess.run(
         ["cargo", "build", "--release", "--quiet", "--bin", "telecmi-bridge",
          "--example", "http_baseline"],
         cwd=REPO, check=True)
+    if "goref" in modes:
+        if not GOREF_BUILD.is_file():
+            sys.exit(f"bench: {GOREF_BUILD} not found (the reference peer lives in ../shared); "
+                     "leave goref out of --modes")
+        log("building the Go reference peer")
+        subprocess.run(["bash", str(GOREF_BUILD)], cwd=REPO, check=True,
+                       env=dict(os.environ, OUT=str(GOREF)), stdout=subprocess.DEVNULL)
 
 
 def local_kafka(action):
@@ -103,6 +122,14 @@ def broker_pid():
         return pid
     except (OSError, ValueError):
         return None
+
+
+def stored_bytes():
+    """Bytes in the local broker's telecmi.* partition logs; None if the broker is elsewhere."""
+    logs = Path(os.environ.get("KAFKA_DATA_DIR", "/tmp/telecmi-bridge-kafka")) / "logs"
+    if not logs.is_dir():
+        return None
+    return sum(segment.stat().st_size for segment in logs.glob("telecmi.*/*.log"))
 
 
 def memory_kb(pid, field):
@@ -146,6 +173,10 @@ class Server:
         self.log_path = work / f"server-{mode}.log"
         if mode == "baseline":
             command, env = [str(BASELINE), LISTEN], dict(os.environ)
+        elif mode == "goref":
+            command = [str(GOREF)]
+            env = dict(os.environ, PEER_LISTEN=LISTEN, KAFKA_BOOTSTRAP=bootstrap,
+                       KAFKA_LINGER_MS="5", KAFKA_COMPRESSION="lz4")
         else:
             spool = work / "spool"
             shutil.rmtree(spool, ignore_errors=True)
@@ -166,8 +197,8 @@ class Server:
             self.process = subprocess.Popen(
                 command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=output,
                 stderr=subprocess.STDOUT)
-        if mode == "baseline":
-            wait_until(lambda: accepts(LISTEN), "baseline listening")
+        if mode in ("baseline", "goref"):
+            wait_until(lambda: accepts(LISTEN), f"{mode} listening")
         else:
             wait_until(lambda: answers(f"http://{ADMIN}/readyz"), f"bridge ready ({mode})")
 
@@ -209,13 +240,19 @@ def measure(mode, connections, args, bootstrap, work, templates, close=False, de
     server = Server(mode, bootstrap, work, args.log_level, binary, settings)
     try:
         wrk(connections, args.warmup, work, templates, args.threads, close, delay_ms)
-        broker = broker_pid() if mode in ("kafka", "spool") else None
+        broker = broker_pid() if mode in BROKER_MODES else None
         cpu_before = cpu_seconds(server.pid)
         broker_before = cpu_seconds(broker) if broker else None
+        stored_before = stored_bytes() if broker else None
         summary = wrk(connections, args.duration, work, templates, args.threads, close,
                       delay_ms)
         cpu = cpu_seconds(server.pid) - cpu_before
         broker_cpu = cpu_seconds(broker) - broker_before if broker else None
+        if mode == "spool":
+            # What the spool took must reach the broker before its growth is read.
+            wait_until(lambda: answers(f"http://{ADMIN}/readyz"), "spool ready", timeout=60)
+            time.sleep(2)
+        stored = stored_bytes() - stored_before if stored_before is not None else None
         peak_rss_kb = memory_kb(server.pid, "VmHWM")
     finally:
         server.stop()
@@ -235,6 +272,7 @@ def measure(mode, connections, args, bootstrap, work, templates, close=False, de
         "cpu_seconds_per_1k_events": cpu / events * 1000 if events else None,
         "broker_cpu_seconds_per_1k_events":
             broker_cpu / events * 1000 if events and broker_cpu is not None else None,
+        "stored_bytes_per_event": stored / summary["requests"] if stored and events else None,
         "load_generator_cpu_seconds_per_1k_events":
             summary["cpu_seconds"] / events * 1000 if events else None,
     }
@@ -295,6 +333,7 @@ def median_run(runs):
         "cpu_seconds_per_1k_events": med(lambda r: r["cpu_seconds_per_1k_events"]),
         "broker_cpu_seconds_per_1k_events":
             med(lambda r: r.get("broker_cpu_seconds_per_1k_events")),
+        "stored_bytes_per_event": med(lambda r: r.get("stored_bytes_per_event")),
         "load_generator_cpu_seconds_per_1k_events":
             med(lambda r: r.get("load_generator_cpu_seconds_per_1k_events")),
         "errors": sum(sum(r["errors"].values()) for r in runs),
@@ -322,6 +361,11 @@ def cpu_split(row):
     return ", ".join("–" if figure is None else f"{figure:.3f}" for figure in figures)
 
 
+def stored_per_event(row):
+    figure = row.get("stored_bytes_per_event")
+    return "–" if figure is None else f"{figure:,.0f}"
+
+
 def report(results):
     lines = []
     host = results["machine"]
@@ -331,8 +375,9 @@ def report(results):
                  f"{results['duration_seconds']} s per row (medians; peak RSS: the highest).")
     lines.append("")
     lines.append("| mode | connections | events/s | vs baseline | p50 ms | p99 ms | p99.9 ms "
-                 "| peak RSS MB | CPU s / 1k events: server, broker, wrk | errors |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+                 "| peak RSS MB | CPU s / 1k events: server, broker, wrk "
+                 "| broker bytes / event | errors |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     baseline = {(row["connections"], row["new_connection_per_request"]): row["events_per_second"]
                 for row in results["rows"] if row["mode"] == "baseline" and not row["delay_ms"]}
     for row in results["rows"]:
@@ -348,7 +393,7 @@ def report(results):
             f"| {label} | {row['connections']} | {row['events_per_second']:,.0f} | {ratio} | "
             f"{row['latency_ms']['p50']:.2f} | {row['latency_ms']['p99']:.2f} | "
             f"{row['latency_ms']['p999']:.2f} | {row['peak_rss_mb']:.1f} | "
-            f"{cpu_split(row)} | {row['errors']} |")
+            f"{cpu_split(row)} | {stored_per_event(row)} | {row['errors']} |")
     lines.append("")
     for line in results["summary_lines"]:
         lines.append(f"- {line}")
@@ -379,7 +424,27 @@ def summarise(results):
         figures["spool_over_kafka_at_best"] = ratio
         lines.append(f"spool mode at its best: {ratio:.2f} of kafka mode at its best "
                      f"(target ≥ 0.70)")
-    bridge_rows = [row for row in results["rows"] if row["mode"] != "baseline"]
+    for conns in sorted({row["connections"] for row in rows}):
+        pair = {row["mode"]: row for row in rows if row["connections"] == conns}
+        if "kafka" in pair and "goref" in pair:
+            bridge, goref = pair["kafka"], pair["goref"]
+            ratio = bridge["events_per_second"] / goref["events_per_second"]
+            cpu = (bridge["cpu_seconds_per_1k_events"] / goref["cpu_seconds_per_1k_events"]
+                   if bridge["cpu_seconds_per_1k_events"] and goref["cpu_seconds_per_1k_events"]
+                   else None)
+            broker = (bridge["broker_cpu_seconds_per_1k_events"]
+                      / goref["broker_cpu_seconds_per_1k_events"]
+                      if bridge.get("broker_cpu_seconds_per_1k_events")
+                      and goref.get("broker_cpu_seconds_per_1k_events") else None)
+            figures[f"kafka_over_goref_c{conns}"] = ratio
+            lines.append(
+                f"c={conns}: kafka mode {ratio:.2f}× the Go reference's events/s (target ≥ 1.3 "
+                f"at 64 and 256); p99 {bridge['latency_ms']['p99']:.1f} against "
+                f"{goref['latency_ms']['p99']:.1f} ms (target: not higher); CPU per event "
+                + (f"{cpu:.2f}×" if cpu else "–") + " (target ≤ 0.75); broker CPU per event "
+                + (f"{broker:.2f}×" if broker else "–") + " (target ≤ 1.5); broker bytes per "
+                f"event {stored_per_event(bridge)} against {stored_per_event(goref)}")
+    bridge_rows = [row for row in results["rows"] if row["mode"] not in ("baseline", "goref")]
     if bridge_rows:
         peak = max(row["peak_rss_mb"] for row in bridge_rows)
         figures["bridge_peak_rss_mb"] = peak
@@ -428,10 +493,10 @@ def main():
 
     ensure_wrk()
     if not args.no_build:
-        build()
+        build(modes)
     started_kafka = False
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap and ({"kafka", "spool"} & set(modes) or args.soak):
+    if not bootstrap and (set(BROKER_MODES) & set(modes) or args.soak):
         local_kafka("start")
         started_kafka = True
         bootstrap = f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
@@ -442,6 +507,9 @@ def main():
         templates, count = write_templates(work)
         log(f"{count} fixture templates; modes {modes}; connections {connections}; "
             f"{args.rounds} rounds of {args.duration} s")
+        if "goref" in modes:
+            # The reference creates no topics: a bridge start creates every one it writes to.
+            Server("kafka", bootstrap, work, args.log_level).stop()
         runs = []
         for round_number in range(1, args.rounds + 1):
             log(f"round {round_number} of {args.rounds}")
