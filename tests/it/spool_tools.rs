@@ -1,0 +1,163 @@
+//! `telecmi-bridge spool …` as an operator runs it: against a file a running bridge holds
+//! (refused, untouched), the same file once that bridge was killed, a missing file, and a
+//! spool exported for `replay`.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use telecmi_bridge::config::{DeliveryMode, SpoolSettings};
+use telecmi_bridge::pipeline::{RawRequest, Router, decode, to_records};
+use telecmi_bridge::publish::Publisher;
+use telecmi_bridge::publish::spool::Spool;
+use time::OffsetDateTime;
+
+use crate::cli::{bridge, text};
+use crate::helpers::test_settings;
+use crate::process::Bridge;
+
+fn fingerprint(path: &Path) -> (Vec<u8>, SystemTime) {
+    let modified = std::fs::metadata(path)
+        .and_then(|metadata| metadata.modified())
+        .expect("metadata");
+    (std::fs::read(path).expect("read"), modified)
+}
+
+fn spool_command(command: &[&str], spool: &Path) -> (bool, String, String) {
+    let mut args = vec!["spool"];
+    args.extend_from_slice(command);
+    args.extend(["--spool", spool.to_str().expect("path")]);
+    let output = bridge(&args, &[]);
+    (
+        output.status.success(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_held_by_a_running_bridge_is_refused_untouched_and_read_once_it_was_killed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path().join("spool.redb");
+    let mut settings = test_settings();
+    settings.delivery.mode = DeliveryMode::Spool;
+    settings.spool.path = spool.clone();
+    let mut running = Bridge::start(settings, dir.path()).await;
+    let before = fingerprint(&spool);
+
+    let commands: [&[&str]; 4] = [
+        &["stats"],
+        &["list"],
+        &["export", "--quarantine"],
+        &[
+            "drain",
+            "--bootstrap",
+            "127.0.0.1:9",
+            "--timeout-seconds",
+            "1",
+        ],
+    ];
+    for command in commands {
+        let (success, _, stderr) = spool_command(command, &spool);
+        assert!(!success, "{command:?} ran on a spool in use");
+        assert!(
+            stderr.contains("is open in another process"),
+            "{command:?}: {stderr}"
+        );
+    }
+    assert_eq!(
+        fingerprint(&spool),
+        before,
+        "a refused command changed the file"
+    );
+
+    running.kill();
+    let before = fingerprint(&spool);
+    let (success, stdout, stderr) = spool_command(&["stats", "--output", "json"], &spool);
+    assert!(success, "{stderr}");
+    let stats: serde_json::Value = serde_json::from_str(&stdout).expect("JSON stats");
+    assert_eq!(stats["events"], 0, "{stats}");
+    assert_eq!(stats["quarantined"], 0, "{stats}");
+    assert_eq!(
+        fingerprint(&spool),
+        before,
+        "stats changed a killed bridge's file"
+    );
+}
+
+#[test]
+fn a_missing_or_unreadable_spool_fails_clearly_and_nothing_is_created_or_changed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("gone/spool.redb");
+    let (success, _, stderr) = spool_command(&["stats"], &missing);
+    assert!(!success);
+    assert!(stderr.contains("there is no spool file at"), "{stderr}");
+    assert!(
+        !dir.path().join("gone").exists(),
+        "the directory was created"
+    );
+
+    let garbage = dir.path().join("garbage.redb");
+    std::fs::write(&garbage, vec![0xa5_u8; 8192]).expect("write");
+    let before = fingerprint(&garbage);
+    for command in [
+        &["stats"][..],
+        &["export"],
+        &["drain", "--bootstrap", "127.0.0.1:9"],
+    ] {
+        let (success, _, stderr) = spool_command(command, &garbage);
+        assert!(!success, "{command:?} took garbage");
+        assert!(
+            stderr.contains("cannot be read") && stderr.contains("left unchanged"),
+            "{command:?}: {stderr}"
+        );
+    }
+    assert_eq!(fingerprint(&garbage), before);
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+}
+
+#[tokio::test]
+async fn an_envelope_export_is_accepted_by_replay_line_for_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("spool.redb");
+    let spool = Spool::open(&SpoolSettings {
+        path: path.clone(),
+        ..SpoolSettings::default()
+    })
+    .expect("open");
+    let publisher = spool.publisher(Duration::from_secs(5));
+    let router = Router::new(&test_settings().routing);
+    for n in 0..3 {
+        let body = format!(r#"{{"type":"cdr","status":"missed","cmiuuid":"export-{n}"}}"#);
+        let request = RawRequest {
+            is_get: false,
+            content_type: Some("application/json"),
+            content_encoding: None,
+            query: None,
+            body: body.as_bytes(),
+            reserved_query_param: None,
+        };
+        let decoded = decode(&request).expect("payload");
+        let (_, records) = to_records(
+            decoded,
+            None,
+            "urn:test",
+            &router,
+            OffsetDateTime::now_utc(),
+        )
+        .expect("records");
+        publisher.publish(records).await.expect("spooled");
+    }
+    tokio::task::spawn_blocking(|| spool.close())
+        .await
+        .expect("closed");
+
+    let (success, exported, stderr) = spool_command(&["export", "--format", "envelopes"], &path);
+    assert!(success, "{stderr}");
+    assert_eq!(exported.lines().count(), 3, "{exported}");
+    let file = dir.path().join("envelopes.jsonl");
+    std::fs::write(&file, &exported).expect("write");
+    let output = bridge(&["replay", file.to_str().expect("path"), "--dry-run"], &[]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(stdout.contains("would publish 3 of 3 events"), "{stdout}");
+}
