@@ -6,13 +6,12 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use telecmi_bridge::config::{DeliveryMode, SpoolSettings};
-use telecmi_bridge::pipeline::{RawRequest, Router, decode, to_records};
+use telecmi_bridge::pipeline::Router;
 use telecmi_bridge::publish::Publisher;
 use telecmi_bridge::publish::spool::Spool;
-use time::OffsetDateTime;
 
 use crate::cli::{bridge, text};
-use crate::helpers::test_settings;
+use crate::helpers::{records_of, test_settings};
 use crate::process::Bridge;
 
 fn fingerprint(path: &Path) -> (Vec<u8>, SystemTime) {
@@ -115,41 +114,30 @@ fn a_missing_or_unreadable_spool_fails_clearly_and_nothing_is_created_or_changed
     assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
 }
 
-#[tokio::test]
-async fn an_envelope_export_is_accepted_by_replay_line_for_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("spool.redb");
+/// A spool of `count` CDRs written by the real `Spool`, closed.
+async fn spool_of(path: &Path, count: u32) {
     let spool = Spool::open(&SpoolSettings {
-        path: path.clone(),
+        path: path.to_owned(),
         ..SpoolSettings::default()
     })
     .expect("open");
     let publisher = spool.publisher(Duration::from_secs(5));
     let router = Router::new(&test_settings().routing);
-    for n in 0..3 {
+    for n in 0..count {
         let body = format!(r#"{{"type":"cdr","status":"missed","cmiuuid":"export-{n}"}}"#);
-        let request = RawRequest {
-            is_get: false,
-            content_type: Some("application/json"),
-            content_encoding: None,
-            query: None,
-            body: body.as_bytes(),
-            reserved_query_param: None,
-        };
-        let decoded = decode(&request).expect("payload");
-        let (_, records) = to_records(
-            decoded,
-            None,
-            "urn:test",
-            &router,
-            OffsetDateTime::now_utc(),
-        )
-        .expect("records");
+        let records = records_of(&body, &router);
         publisher.publish(records).await.expect("spooled");
     }
     tokio::task::spawn_blocking(|| spool.close())
         .await
         .expect("closed");
+}
+
+#[tokio::test]
+async fn an_envelope_export_is_accepted_by_replay_line_for_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("spool.redb");
+    spool_of(&path, 3).await;
 
     let (success, exported, stderr) = spool_command(&["export", "--format", "envelopes"], &path);
     assert!(success, "{stderr}");
@@ -160,4 +148,39 @@ async fn an_envelope_export_is_accepted_by_replay_line_for_line() {
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(stdout.contains("would publish 3 of 3 events"), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_drain_that_cannot_reach_kafka_fails_and_keeps_every_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("spool.redb");
+    spool_of(&path, 2).await;
+    let before = fingerprint(&path);
+
+    let path_text = path.to_str().expect("path");
+    let output = bridge(
+        &[
+            "spool",
+            "drain",
+            "--spool",
+            path_text,
+            "--bootstrap",
+            "127.0.0.1:9",
+        ],
+        &[("TELECMI_BRIDGE_KAFKA__METADATA_TIMEOUT_MS", "1000")],
+    );
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("could not reach Kafka"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(
+        fingerprint(&path),
+        before,
+        "a failed drain changed the file"
+    );
+
+    let (_, _, stderr) = spool_command(&["drain", "--bootstrap", "embedded"], &path);
+    assert!(stderr.contains("needs real brokers"), "{stderr}");
 }
