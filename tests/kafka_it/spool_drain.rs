@@ -126,6 +126,21 @@ async fn drain_forwards_a_spool_in_order_per_key_and_leaves_it_empty() {
         (stats["events"].as_u64(), stats["bytes"].as_u64()),
         (Some(0), Some(0))
     );
+
+    let again = run_bridge(spool_args(
+        "drain",
+        &config,
+        &settings.spool.path,
+        &["--bootstrap", &bootstrap],
+    ))
+    .await;
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again.status.success(),
+        "draining an empty spool: {stdout}{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(stdout.contains("forwarded 0 event(s)"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

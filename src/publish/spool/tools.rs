@@ -136,6 +136,10 @@ pub fn run(settings: &Settings, command: SpoolCommand) -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`spool export | head`): what it wanted was written.
+        Err(ToolError::Output(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("telecmi-bridge: {error}");
             ExitCode::FAILURE

@@ -103,16 +103,19 @@ pub fn drain(
     };
     let client_config = kafka_client_config(&settings.kafka, &bootstrap, &delivery);
     let runtime = tokio::runtime::Runtime::new().map_err(DrainError::Runtime)?;
-    runtime
-        .block_on(ensure_topics(
-            &client_config,
-            &topics,
-            settings.kafka.create_topics,
-            settings.kafka.topic_partitions,
-            settings.kafka.topic_replication_factor,
-            Duration::from_millis(settings.kafka.metadata_timeout_ms),
-        ))
-        .map_err(DrainError::from)?;
+    // An admin request for no topics at all is refused as invalid; an empty spool needs none.
+    if !topics.is_empty() {
+        runtime
+            .block_on(ensure_topics(
+                &client_config,
+                &topics,
+                settings.kafka.create_topics,
+                settings.kafka.topic_partitions,
+                settings.kafka.topic_replication_factor,
+                Duration::from_millis(settings.kafka.metadata_timeout_ms),
+            ))
+            .map_err(DrainError::from)?;
+    }
 
     let spool = Spool::open(&SpoolSettings {
         path: path.to_owned(),
