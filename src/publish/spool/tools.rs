@@ -7,6 +7,7 @@
 //! in the temporary directory, so the original stays byte-for-byte as it was.
 
 mod drain;
+mod output;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -15,13 +16,12 @@ use std::process::ExitCode;
 
 use redb::{Database, DatabaseError, ReadOnlyDatabase, StorageError};
 use serde::Serialize;
-use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::store::{CACHE_BYTES, events_from, quarantine_of};
 use super::{QuarantinedEvent, SpooledEvent};
 use crate::config::Settings;
+use output::{envelope, exported, rfc3339};
 
 /// Events read per read transaction.
 const READ_BATCH: usize = 512;
@@ -357,32 +357,6 @@ impl Snapshot {
     }
 }
 
-impl Stats {
-    fn write(&self, output: StatsOutput, out: &mut impl Write) -> Result<(), ToolError> {
-        if output == StatsOutput::Json {
-            let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-            return Ok(writeln!(out, "{json}")?);
-        }
-        writeln!(out, "spool:       {}", self.path.display())?;
-        writeln!(out, "events:      {} ({} bytes)", self.events, self.bytes)?;
-        for (name, position) in [("oldest:", &self.oldest), ("newest:", &self.newest)] {
-            if let Some(position) = position {
-                writeln!(
-                    out,
-                    "{name:<12} sequence {}, accepted {}",
-                    position.sequence, position.accepted_at
-                )?;
-            }
-        }
-        writeln!(out, "quarantined: {}", self.quarantined)?;
-        writeln!(out, "records by topic:")?;
-        for (topic, records) in &self.topics {
-            writeln!(out, "  {topic}: {records}")?;
-        }
-        Ok(())
-    }
-}
-
 /// A copy of `path` in the temporary directory, repaired by opening it for writing.
 fn repaired_copy(path: &Path) -> Result<Readable, String> {
     let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
@@ -402,59 +376,6 @@ fn repaired_copy(path: &Path) -> Result<Readable, String> {
             ))
         }
     }
-}
-
-fn rfc3339(unix_millis: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_millis) * 1_000_000)
-        .ok()
-        .and_then(|at| at.format(&Rfc3339).ok())
-        .unwrap_or_else(|| format!("{unix_millis} ms since 1970"))
-}
-
-/// A payload as JSON when it is JSON, as text otherwise.
-fn payload_value(payload: &[u8]) -> Value {
-    serde_json::from_slice(payload)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into_owned()))
-}
-
-fn exported(entry: &Entry) -> Value {
-    let records: Vec<Value> = entry
-        .event
-        .records
-        .iter()
-        .map(|record| {
-            let headers: serde_json::Map<String, Value> = record
-                .headers
-                .iter()
-                .map(|(name, value)| (name.clone(), Value::String(value.clone())))
-                .collect();
-            json!({
-                "topic": record.topic,
-                "key": record.key,
-                "headers": headers,
-                "payload": payload_value(&record.payload),
-            })
-        })
-        .collect();
-    let mut line = json!({
-        "sequence": entry.sequence,
-        "accepted_at": rfc3339(entry.event.accepted_at_ms),
-        "records": records,
-    });
-    if let Some(quarantined) = &entry.quarantine {
-        line["quarantine"] = json!({
-            "quarantined_at": rfc3339(quarantined.quarantined_at_ms),
-            "attempts": quarantined.attempts,
-            "error": quarantined.error,
-        });
-    }
-    line
-}
-
-/// The event's envelope (every record of an event carries the same one), on one line.
-fn envelope(entry: &Entry) -> Option<Value> {
-    let record = entry.event.records.first()?;
-    serde_json::from_slice(&record.payload).ok()
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 use std::time::{Duration, SystemTime};
 
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::*;
