@@ -126,13 +126,18 @@ pub fn run(settings: &Settings, command: SpoolCommand) -> ExitCode {
             file,
             bootstrap,
             timeout_seconds,
-        } => drain::drain(
-            settings,
-            &path(file),
-            bootstrap.as_deref(),
-            std::time::Duration::from_secs(*timeout_seconds),
-        )
-        .and_then(|summary| Ok(writeln!(out, "{summary}")?)),
+        } => {
+            // The forwarder says why it pauses (Kafka unreachable, credentials refused) only in
+            // its log.
+            crate::telemetry::init(&settings.logging);
+            drain::drain(
+                settings,
+                &path(file),
+                bootstrap.as_deref(),
+                std::time::Duration::from_secs(*timeout_seconds),
+            )
+            .and_then(|summary| Ok(writeln!(out, "{summary}")?))
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
