@@ -1,8 +1,9 @@
 //! `telecmi-bridge spool drain` against the real broker: a spool left by another instance
-//! reaches Kafka complete and in order per key, and the file is left empty.
+//! reaches Kafka complete and in order per key, and the file is left empty. And the round trip
+//! `spool export --format envelopes` then `replay`: the same events, ids and order per key.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -61,6 +62,17 @@ async fn write_spool(settings: &Settings) {
         .expect("closed");
 }
 
+/// Settings on the real broker, a spool as a dead node left it, and the settings' file.
+async fn dead_node_spool(dir: &tempfile::TempDir) -> (Settings, PathBuf) {
+    let mut settings = real_settings(&unique_prefix());
+    settings.delivery.mode = DeliveryMode::Spool;
+    settings.spool.path = dir.path().join("dead-node.redb");
+    write_spool(&settings).await;
+    let config = dir.path().join("bridge.toml");
+    std::fs::write(&config, settings.to_redacted_toml()).expect("write config");
+    (settings, config)
+}
+
 /// `spool stats --output json` of the file.
 async fn stats(config: &Path, spool: &Path) -> serde_json::Value {
     let output = run_bridge(spool_args("stats", config, spool, &["--output", "json"])).await;
@@ -70,14 +82,8 @@ async fn stats(config: &Path, spool: &Path) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_forwards_a_spool_in_order_per_key_and_leaves_it_empty() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut settings = real_settings(&unique_prefix());
-    settings.delivery.mode = DeliveryMode::Spool;
-    settings.spool.path = dir.path().join("dead-node.redb");
+    let (settings, config) = dead_node_spool(&dir).await;
     let topics = settings.routing.all_topics();
-
-    write_spool(&settings).await;
-    let config = dir.path().join("bridge.toml");
-    std::fs::write(&config, settings.to_redacted_toml()).expect("write config");
 
     let bootstrap = bootstrap_servers();
     let drained = run_bridge(spool_args(
@@ -146,11 +152,7 @@ async fn drain_forwards_a_spool_in_order_per_key_and_leaves_it_empty() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_that_runs_out_of_time_fails_and_leaves_the_rest_in_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut settings = real_settings(&unique_prefix());
-    settings.spool.path = dir.path().join("dead-node.redb");
-    write_spool(&settings).await;
-    let config = dir.path().join("bridge.toml");
-    std::fs::write(&config, settings.to_redacted_toml()).expect("write config");
+    let (settings, config) = dead_node_spool(&dir).await;
 
     let drained = run_bridge(spool_args(
         "drain",
@@ -169,4 +171,74 @@ async fn a_drain_that_runs_out_of_time_fails_and_leaves_the_rest_in_the_file() {
         stderr.contains(&format!("{left} event(s) are still in")),
         "the message names what is left ({left}): {stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envelope_export_replayed_reaches_kafka_with_the_spooled_ids_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (settings, config) = dead_node_spool(&dir).await;
+    let topics = settings.routing.all_topics();
+
+    let exported = run_bridge(spool_args(
+        "export",
+        &config,
+        &settings.spool.path,
+        &["--format", "envelopes"],
+    ))
+    .await;
+    assert!(exported.status.success());
+    let spooled_ids: Vec<String> = String::from_utf8_lossy(&exported.stdout)
+        .lines()
+        .map(|line| {
+            let envelope: serde_json::Value = serde_json::from_str(line).expect("an envelope");
+            envelope["id"].as_str().expect("an id").to_owned()
+        })
+        .collect();
+    assert_eq!(
+        spooled_ids.len(),
+        (CONVERSATIONS * EVENTS_PER_CONVERSATION) as usize
+    );
+    let file = dir.path().join("envelopes.jsonl");
+    std::fs::write(&file, &exported.stdout).expect("write");
+
+    let replayed = run_bridge(vec![
+        "--config".to_owned(),
+        config.display().to_string(),
+        "replay".to_owned(),
+        file.display().to_string(),
+    ])
+    .await;
+    assert!(
+        replayed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+
+    let main_topic = &settings.routing.event_topics["answered"];
+    let mut ids_by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for record in consume_all(&bootstrap_servers(), &topics).await {
+        if record.topic == main_topic.as_str() {
+            ids_by_key
+                .entry(record.key.clone().expect("a key"))
+                .or_default()
+                .push(record.id().to_owned());
+        }
+    }
+    let mut received: Vec<String> = ids_by_key.values().flatten().cloned().collect();
+    received.sort();
+    let mut expected = spooled_ids.clone();
+    expected.sort();
+    assert_eq!(received, expected, "every spooled event once, under its id");
+    for ids in ids_by_key.values() {
+        let positions: Vec<usize> = ids
+            .iter()
+            .map(|id| {
+                spooled_ids
+                    .iter()
+                    .position(|spooled| spooled == id)
+                    .expect("spooled")
+            })
+            .collect();
+        assert!(positions.is_sorted(), "spool order per key: {positions:?}");
+    }
 }
