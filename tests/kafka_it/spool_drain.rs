@@ -15,6 +15,7 @@ use telecmi_bridge::publish::spool::Spool;
 
 use crate::broker::{bootstrap_servers, real_settings, unique_prefix};
 use crate::helpers::{consume_all, records_of};
+use crate::quarantine::{create_small_topic, event};
 
 const CONVERSATIONS: u32 = 3;
 const EVENTS_PER_CONVERSATION: u32 = 40;
@@ -73,6 +74,18 @@ async fn dead_node_spool(dir: &tempfile::TempDir) -> (Settings, PathBuf) {
     (settings, config)
 }
 
+/// `spool drain` of the file, which must succeed; its stdout.
+async fn drain(config: &Path, spool: &Path, extra: &[&str]) -> String {
+    let output = run_bridge(spool_args("drain", config, spool, extra)).await;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// `spool stats --output json` of the file.
 async fn stats(config: &Path, spool: &Path) -> serde_json::Value {
     let output = run_bridge(spool_args("stats", config, spool, &["--output", "json"])).await;
@@ -86,19 +99,7 @@ async fn drain_forwards_a_spool_in_order_per_key_and_leaves_it_empty() {
     let topics = settings.routing.all_topics();
 
     let bootstrap = bootstrap_servers();
-    let drained = run_bridge(spool_args(
-        "drain",
-        &config,
-        &settings.spool.path,
-        &["--bootstrap", &bootstrap],
-    ))
-    .await;
-    let stdout = String::from_utf8_lossy(&drained.stdout);
-    assert!(
-        drained.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&drained.stderr)
-    );
+    let stdout = drain(&config, &settings.spool.path, &["--bootstrap", &bootstrap]).await;
     let total = CONVERSATIONS * EVENTS_PER_CONVERSATION;
     assert!(
         stdout.contains(&format!("forwarded {total} event(s) to Kafka")),
@@ -133,19 +134,7 @@ async fn drain_forwards_a_spool_in_order_per_key_and_leaves_it_empty() {
         (Some(0), Some(0))
     );
 
-    let again = run_bridge(spool_args(
-        "drain",
-        &config,
-        &settings.spool.path,
-        &["--bootstrap", &bootstrap],
-    ))
-    .await;
-    let stdout = String::from_utf8_lossy(&again.stdout);
-    assert!(
-        again.status.success(),
-        "draining an empty spool: {stdout}{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    let stdout = drain(&config, &settings.spool.path, &["--bootstrap", &bootstrap]).await;
     assert!(stdout.contains("forwarded 0 event(s)"), "{stdout}");
 }
 
@@ -241,4 +230,58 @@ async fn an_envelope_export_replayed_reaches_kafka_with_the_spooled_ids_in_order
             .collect();
         assert!(positions.is_sorted(), "spool order per key: {positions:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_kafka_refuses_for_good_during_a_drain_is_quarantined_and_its_key_goes_on() {
+    let prefix = unique_prefix();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = real_settings(&prefix);
+    settings.delivery.mode = DeliveryMode::Spool;
+    settings.spool.path = dir.path().join("dead-node.redb");
+    settings.spool.quarantine_after_attempts = 2;
+    create_small_topic(&format!("{prefix}telecmi.event.answered")).await;
+    let spool = Spool::open(&settings.spool).expect("open");
+    let publisher = spool.publisher(Duration::from_secs(5));
+    let router = Router::new(&settings.routing);
+    for (n, padding) in [(0, 0), (1, 30_000), (2, 0)] {
+        let body = String::from_utf8(event("answered", "blocked-call", n, padding)).expect("utf-8");
+        publisher
+            .publish(records_of(&body, &router))
+            .await
+            .expect("spooled");
+    }
+    tokio::task::spawn_blocking(|| spool.close())
+        .await
+        .expect("closed");
+    let config = dir.path().join("bridge.toml");
+    std::fs::write(&config, settings.to_redacted_toml()).expect("write config");
+
+    let stdout = drain(&config, &settings.spool.path, &["--timeout-seconds", "60"]).await;
+    assert!(
+        stdout.contains("forwarded 2 event(s)")
+            && stdout
+                .contains("quarantine holds 1 event(s) (1 refused by Kafka during this drain)"),
+        "{stdout}"
+    );
+    let stats = stats(&config, &settings.spool.path).await;
+    assert_eq!(
+        (stats["events"].as_u64(), stats["quarantined"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let received: Vec<String> = consume_all(&bootstrap_servers(), &settings.routing.all_topics())
+        .await
+        .iter()
+        .map(|record| {
+            record.envelope["data"]["original"]["payload"]["cmiuuid"]
+                .as_str()
+                .expect("cmiuuid")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        received,
+        ["blocked-call-0", "blocked-call-2"],
+        "a gap, in order"
+    );
 }

@@ -108,7 +108,8 @@ pub enum ToolError {
 /// Runs one `spool` subcommand and reports on stdout/stderr.
 pub fn run(settings: &Settings, command: SpoolCommand) -> ExitCode {
     let path = |file: &SpoolFile| file.spool.clone().unwrap_or(settings.spool.path.clone());
-    let mut out = std::io::stdout().lock();
+    // Not locked for the whole command: the drain's forwarder logs to stdout from other threads.
+    let mut out = std::io::stdout();
     let outcome = match &command {
         SpoolCommand::Stats { file, output } => Snapshot::open(&path(file))
             .and_then(|snapshot| snapshot.stats())
