@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use telecmi_bridge::config::{Settings, Sources};
+use telecmi_bridge::publish::spool::tools::SpoolCommand;
 use telecmi_bridge::replay::{BadLine, ReplayError, ReplayOptions};
 use telecmi_bridge::{Application, shutdown, telemetry};
 
@@ -68,6 +69,11 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         from_line: usize,
     },
+    /// Inspect, export or drain a stopped instance's spool file.
+    Spool {
+        #[command(subcommand)]
+        command: SpoolCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -108,6 +114,9 @@ fn main() -> ExitCode {
                 from_line,
             },
         ),
+        Command::Spool { command } => {
+            telecmi_bridge::publish::spool::tools::run(&settings, command)
+        }
     }
 }
 

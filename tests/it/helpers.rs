@@ -9,6 +9,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use telecmi_bridge::config::{Bootstrap, TopicName};
+use telecmi_bridge::pipeline::OutboundRecord;
 use telecmi_bridge::{Application, Settings};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -326,4 +327,21 @@ pub async fn consume(
         });
     }
     consumed
+}
+
+/// The records the webhook makes of a JSON `body`, as the bridge publishes or spools them.
+pub fn records_of(body: &str, router: &telecmi_bridge::pipeline::Router) -> Vec<OutboundRecord> {
+    let request = telecmi_bridge::pipeline::RawRequest {
+        is_get: false,
+        content_type: Some("application/json"),
+        content_encoding: None,
+        query: None,
+        body: body.as_bytes(),
+        reserved_query_param: None,
+    };
+    let decoded = telecmi_bridge::pipeline::decode(&request).expect("a webhook payload");
+    let now = time::OffsetDateTime::now_utc();
+    telecmi_bridge::pipeline::to_records(decoded, None, "urn:test", router, now)
+        .expect("records")
+        .1
 }

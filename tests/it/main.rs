@@ -23,6 +23,7 @@ mod redaction;
 mod rejections;
 mod scenarios;
 mod spool;
+mod spool_tools;
 mod telecmi_sim;
 mod tls;
 mod trust;

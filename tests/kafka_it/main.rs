@@ -6,6 +6,7 @@ mod quarantine;
 mod reconcile;
 mod replay;
 mod sasl;
+mod spool_drain;
 mod tls;
 // Shared with the mock-cluster suite, which uses the parts this binary does not.
 #[allow(dead_code)]

@@ -23,7 +23,7 @@ const ATTEMPTS: u32 = 5;
 
 /// An event, with `padding` random hex characters in a field: random, so that the producer's
 /// compression cannot shrink it below the topic's limit.
-fn event(status: &str, conversation: &str, n: u32, padding: usize) -> Vec<u8> {
+pub fn event(status: &str, conversation: &str, n: u32, padding: usize) -> Vec<u8> {
     let notes: String = std::iter::repeat_with(|| uuid::Uuid::new_v4().simple().to_string())
         .flat_map(|hex| hex.chars().collect::<Vec<_>>())
         .take(padding)
@@ -35,7 +35,7 @@ fn event(status: &str, conversation: &str, n: u32, padding: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn create_small_topic(topic: &str) {
+pub async fn create_small_topic(topic: &str) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap_servers())
         .create()

@@ -8,6 +8,7 @@
 pub mod forwarder;
 mod refusals;
 mod store;
+pub mod tools;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;

@@ -21,7 +21,7 @@ const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine
 /// redb's page cache. With its default, 1 GiB, the bridge's RSS grew with the traffic it had
 /// spooled (236-326 MB after 30 s at 6,000-8,000 events/s; 46 MB with this). Events are written
 /// once, read once soon after by the forwarder, then removed: a small cache holds that end.
-const CACHE_BYTES: usize = 8 * 1024 * 1024;
+pub(super) const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -224,45 +224,61 @@ impl Store {
 
     /// Every quarantined event, in sequence order.
     pub fn quarantined(&self) -> Result<Vec<(u64, QuarantinedEvent)>, redb::Error> {
-        let read = self.db.begin_read()?;
-        let table = match read.open_table(QUARANTINE) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(error) => return Err(error.into()),
-        };
-        table
-            .iter()?
-            .map(|entry| {
-                let (sequence, value) = entry?;
-                let entry = QuarantinedEvent::decode(value.value())
-                    .map_err(|error| redb::Error::Corrupted(error.to_string()))?;
-                Ok((sequence.value(), entry))
-            })
-            .collect()
+        quarantine_of(&self.db)
     }
 
     /// Up to `limit` events from `from` on, in sequence order.
     pub fn read_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, redb::Error> {
-        let read = self.db.begin_read()?;
-        let table = match read.open_table(EVENTS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(error) => return Err(error.into()),
-        };
-        table
-            .range(from..)?
-            .take(limit)
-            .map(|entry| {
-                let (sequence, value) = entry?;
-                Ok((sequence.value(), value.value().to_vec()))
-            })
-            .collect()
+        events_from(&self.db, from, limit)
     }
 
     /// The oldest event still spooled.
     pub fn oldest(&self) -> Result<Option<(u64, Vec<u8>)>, redb::Error> {
         Ok(self.read_from(0, 1)?.pop())
     }
+}
+
+/// Every quarantined event of a spool open for writing or only for reading, in sequence order.
+pub(super) fn quarantine_of(
+    db: &impl ReadableDatabase,
+) -> Result<Vec<(u64, QuarantinedEvent)>, redb::Error> {
+    let read = db.begin_read()?;
+    let table = match read.open_table(QUARANTINE) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(error) => return Err(error.into()),
+    };
+    table
+        .iter()?
+        .map(|entry| {
+            let (sequence, value) = entry?;
+            let entry = QuarantinedEvent::decode(value.value())
+                .map_err(|error| redb::Error::Corrupted(error.to_string()))?;
+            Ok((sequence.value(), entry))
+        })
+        .collect()
+}
+
+/// Up to `limit` events from `from` on, in sequence order, of a spool open either way.
+pub(super) fn events_from(
+    db: &impl ReadableDatabase,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<(u64, Vec<u8>)>, redb::Error> {
+    let read = db.begin_read()?;
+    let table = match read.open_table(EVENTS) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(error) => return Err(error.into()),
+    };
+    table
+        .range(from..)?
+        .take(limit)
+        .map(|entry| {
+            let (sequence, value) = entry?;
+            Ok((sequence.value(), value.value().to_vec()))
+        })
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
