@@ -1,5 +1,6 @@
 //! `telecmi-bridge reconcile`: the command line of a run.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,6 +26,10 @@ pub struct ReconcileArgs {
     pub dry_run: bool,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// Also write the run's reconcile metrics to this file, in Prometheus text
+    /// exposition (for node_exporter's textfile collector), replacing it whole.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -57,10 +62,24 @@ pub fn main(settings: Settings, args: &ReconcileArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let recorder = args.metrics_file.as_ref().map(|_| {
+        let recorder = crate::metrics::recorder();
+        super::metrics::register_at_start();
+        recorder
+    });
     let report = runtime.block_on(run(&settings, window, args.dry_run));
     match args.output {
         Output::Text => print!("{}", report.to_text()),
         Output::Json => println!("{}", report.to_json()),
+    }
+    if let (Some(path), Some(recorder)) = (&args.metrics_file, recorder)
+        && let Err(error) = super::metrics::write_file(path, &recorder.render())
+    {
+        eprintln!(
+            "telecmi-bridge reconcile: cannot write --metrics-file {}: {error}",
+            path.display()
+        );
+        return ExitCode::FAILURE;
     }
     if report.complete {
         ExitCode::SUCCESS
@@ -128,6 +147,7 @@ mod tests {
             to: parse(to),
             dry_run: true,
             output: Output::Text,
+            metrics_file: None,
         }
     }
 

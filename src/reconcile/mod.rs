@@ -6,6 +6,7 @@ pub mod cli;
 pub mod kafka;
 pub mod lease;
 pub mod matching;
+pub mod metrics;
 pub mod recover;
 pub mod report;
 pub mod run;

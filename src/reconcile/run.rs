@@ -1,20 +1,28 @@
 //! One reconciliation run: list every endpoint of the window at TeleCMI, read the CDRs in
 //! Kafka, match, publish what is missing (unless a dry run), report.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::kafka::read_published_cdrs;
 use super::lease::Lease;
 use super::matching::{CdrIndex, Outcome, match_records};
+use super::metrics::record_run;
 use super::recover::Recovery;
 use super::report::{KafkaReport, RunReport, time_text};
 use super::settings::Product;
 use super::telecmi::{Endpoint, TelecmiClient, Window};
 use crate::config::{PrivacyMode, Settings};
 
-/// Runs over `window` and reports; a run that could not finish says why in the report
-/// (`complete` false) rather than failing half-way without one.
+/// Runs over `window`, reports and exports the run's metrics; a run that could not finish says
+/// why in the report (`complete` false) rather than failing half-way without one.
 pub async fn run(settings: &Settings, window: Window, dry_run: bool) -> RunReport {
+    let started = Instant::now();
+    let report = run_unmeasured(settings, window, dry_run).await;
+    record_run(&report, started.elapsed());
+    report
+}
+
+async fn run_unmeasured(settings: &Settings, window: Window, dry_run: bool) -> RunReport {
     let reconcile = &settings.reconcile;
     let product = reconcile.product;
     let mut report = RunReport::new(product, window, dry_run);

@@ -325,6 +325,7 @@ impl TelecmiClient {
                     break;
                 }
                 if page == MAX_PAGES {
+                    count_api_error("too_many_pages");
                     return Err(ApiError::TooManyPages { endpoint });
                 }
                 page += 1;
@@ -333,6 +334,7 @@ impl TelecmiClient {
             match listing.reported_count {
                 Some(reported) if found < reported => {
                     if pass == MAX_PASSES {
+                        count_api_error("window_changed");
                         return Err(ApiError::WindowChanged {
                             endpoint,
                             found,
@@ -362,9 +364,13 @@ impl TelecmiClient {
             listing.requests += 1;
             let (cause, retry_after) = match self.attempt(endpoint, window, page).await {
                 Ok(answer) => return Ok(answer),
-                Err(Failure::Final(error)) => return Err(error),
+                Err(Failure::Final(error)) => {
+                    count_api_error(error.cause());
+                    return Err(error);
+                }
                 Err(Failure::Retry { cause, retry_after }) => (cause, retry_after),
             };
+            count_api_error(cause.cause());
             if attempt >= self.max_attempts {
                 return Err(ApiError::GaveUp {
                     endpoint,
@@ -585,6 +591,11 @@ fn integer(value: &Value) -> Option<i64> {
         Value::String(text) => text.trim().parse().ok(),
         _ => None,
     }
+}
+
+/// Every failed request (retried or not) and every listing given up, by cause.
+fn count_api_error(cause: &'static str) {
+    metrics::counter!("telecmi_bridge_reconcile_api_errors_total", "cause" => cause).increment(1);
 }
 
 fn retry(cause: Transient, retry_after: Option<Duration>) -> Failure {

@@ -114,3 +114,40 @@ async fn chub_india_refuses_to_match_numbers_that_privacy_hides() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("privacy.mode"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_run_that_could_not_finish_writes_its_metrics_file_for_the_textfile_collector() {
+    let simulator = Simulator::start(Product::Chub).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("reconcile.prom");
+    let path_text = path.to_str().expect("utf-8 path");
+    let (code, _, stderr) = reconcile(
+        &["--dry-run", "--metrics-file", path_text],
+        &simulator_env(&simulator, "a-wrong-secret"),
+    )
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    let exposition = std::fs::read_to_string(&path).expect("the metrics file");
+    for line in [
+        "telecmi_bridge_reconcile_api_errors_total{cause=\"bad_credentials\"} 4",
+        "telecmi_bridge_reconcile_api_errors_total{cause=\"server_error\"} 0",
+        "telecmi_bridge_reconcile_runs_total{result=\"incomplete\"} 1",
+        "telecmi_bridge_reconcile_runs_total{result=\"complete\"} 0",
+        "telecmi_bridge_reconcile_last_run_complete 0",
+        "telecmi_bridge_reconcile_last_success_timestamp_seconds 0",
+        "telecmi_bridge_reconcile_missing_calls{endpoint=\"out_missed\"} 0",
+    ] {
+        assert!(
+            exposition.lines().any(|got| got == line),
+            "no {line:?} in\n{exposition}"
+        );
+    }
+    assert!(
+        exposition.contains("# HELP telecmi_bridge_reconcile_last_run_complete"),
+        "{exposition}"
+    );
+    assert!(
+        !exposition.contains("telecmi_bridge_http_requests_total"),
+        "only the reconcile metrics: {exposition}"
+    );
+}
