@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing_subscriber::EnvFilter;
 
+use super::ReconcileSettings;
 use super::run::run;
 use super::telecmi::Window;
 use crate::config::Settings;
@@ -94,12 +95,9 @@ pub fn main(settings: Settings, args: &ReconcileArgs) -> ExitCode {
 
 /// The window of a run: the flags, or the trailing `window_seconds` ending `lag_seconds` ago.
 pub fn window(settings: &Settings, args: &ReconcileArgs, now_ms: i64) -> Result<Window, String> {
-    let seconds_ms =
-        |seconds: u64| i64::try_from(seconds.saturating_mul(1_000)).unwrap_or(i64::MAX);
     let reconcile = &settings.reconcile;
-    let end_ms = args
-        .to
-        .unwrap_or_else(|| now_ms.saturating_sub(seconds_ms(reconcile.lag_seconds)));
+    let trailing = trailing_window(reconcile, now_ms);
+    let end_ms = args.to.unwrap_or(trailing.end_ms);
     let start_ms = args
         .from
         .unwrap_or_else(|| end_ms.saturating_sub(seconds_ms(reconcile.window_seconds)));
@@ -108,7 +106,7 @@ pub fn window(settings: &Settings, args: &ReconcileArgs, now_ms: i64) -> Result<
             "--from ({start_ms}) must be before --to ({end_ms})"
         ));
     }
-    if end_ms > now_ms.saturating_sub(seconds_ms(reconcile.lag_seconds)) {
+    if end_ms > trailing.end_ms {
         tracing::warn!(
             "the window ends less than reconcile.lag_seconds ago: TeleCMI may not list its last \
              calls yet"
@@ -117,7 +115,21 @@ pub fn window(settings: &Settings, args: &ReconcileArgs, now_ms: i64) -> Result<
     Ok(Window { start_ms, end_ms })
 }
 
-fn now_ms() -> i64 {
+/// The trailing `window_seconds` ending `lag_seconds` before `now_ms`: the window of a run
+/// without flags, and of every scheduled run.
+pub fn trailing_window(reconcile: &ReconcileSettings, now_ms: i64) -> Window {
+    let end_ms = now_ms.saturating_sub(seconds_ms(reconcile.lag_seconds));
+    Window {
+        start_ms: end_ms.saturating_sub(seconds_ms(reconcile.window_seconds)),
+        end_ms,
+    }
+}
+
+fn seconds_ms(seconds: u64) -> i64 {
+    i64::try_from(seconds.saturating_mul(1_000)).unwrap_or(i64::MAX)
+}
+
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| {

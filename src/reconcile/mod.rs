@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod recover;
 pub mod report;
 pub mod run;
+pub mod schedule;
 pub mod settings;
 pub mod telecmi;
 
