@@ -2,16 +2,19 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use indicatif::ProgressBar;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing_subscriber::EnvFilter;
 
 use super::ReconcileSettings;
-use super::run::run;
+use super::run::run_showing;
 use super::telecmi::Window;
 use crate::config::Settings;
+
+const PROGRESS_TICK: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReconcileArgs {
@@ -68,7 +71,11 @@ pub fn main(settings: Settings, args: &ReconcileArgs) -> ExitCode {
         super::metrics::register_at_start();
         recorder
     });
-    let report = runtime.block_on(run(&settings, window, args.dry_run));
+    // A spinner on stderr with what the run is doing, for long windows; indicatif draws
+    // nothing when stderr is not a terminal (a CronJob, a pipe).
+    let progress = ProgressBar::new_spinner();
+    progress.enable_steady_tick(PROGRESS_TICK);
+    let report = runtime.block_on(run_showing(&settings, window, args.dry_run, progress));
     match args.output {
         Output::Text => print!("{}", report.to_text()),
         Output::Json => println!("{}", report.to_json()),

@@ -13,6 +13,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use indicatif::ProgressBar;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -246,6 +247,8 @@ pub struct TelecmiClient {
     max_attempts: u32,
     backoff_first: Duration,
     backoff_max: Duration,
+    /// Says which page is being fetched; hidden unless set by [`TelecmiClient::showing`].
+    progress: ProgressBar,
 }
 
 impl TelecmiClient {
@@ -280,7 +283,13 @@ impl TelecmiClient {
             max_attempts: settings.max_attempts,
             backoff_first: Duration::from_millis(settings.retry_backoff_ms),
             backoff_max: Duration::from_millis(settings.retry_backoff_max_ms),
+            progress: ProgressBar::hidden(),
         })
+    }
+
+    /// Reports each page fetched on `progress`.
+    pub fn showing(self, progress: ProgressBar) -> Self {
+        Self { progress, ..self }
     }
 
     /// Every record of `endpoint` in `window`, each once. Records arriving while the window is
@@ -299,6 +308,13 @@ impl TelecmiClient {
         for pass in 1..=MAX_PASSES {
             let mut page = 1;
             loop {
+                self.progress.set_message(format!(
+                    "TeleCMI {endpoint}: page {page}, {} of {} records listed",
+                    listing.records.len() + listing.skipped.len(),
+                    listing
+                        .reported_count
+                        .map_or_else(|| "?".to_owned(), |count| count.to_string())
+                ));
                 let answer = self.page(endpoint, window, page, &mut listing).await?;
                 let full = answer.records.len() >= self.page_size as usize;
                 for element in answer.records {
