@@ -283,6 +283,16 @@ impl Application {
         let public = http::router(state, self.readiness.clone(), limits);
         let admin = http::admin_router(self.readiness.clone(), self.metrics.clone());
 
+        // The schedule reaches Kafka where the bridge does: the embedded cluster's address
+        // when embedded.
+        let reconciling = settings.reconcile.schedule_enabled.then(|| {
+            let mut scheduled = settings.clone();
+            scheduled.kafka.bootstrap_servers = Bootstrap::Brokers(self.bootstrap_servers.clone());
+            tokio::spawn(crate::reconcile::schedule::run_on_schedule(
+                scheduled,
+                stop.clone(),
+            ))
+        });
         let probe = tokio::spawn(probe_kafka(
             self.publisher.clone(),
             self.readiness.clone(),
@@ -374,7 +384,7 @@ impl Application {
                 );
             }
         }
-        for task in [monitor, forgetting, reloading, Some(upkeep)]
+        for task in [monitor, forgetting, reloading, reconciling, Some(upkeep)]
             .into_iter()
             .flatten()
         {

@@ -225,6 +225,63 @@ pub const CATALOGUE: &[Metric] = &[
         "telecmi_bridge_spool_commit_group_size",
         "Events committed together in one spool transaction.",
     )),
+    gauge(
+        "telecmi_bridge_reconcile_telecmi_calls",
+        "Calls TeleCMI counted in the last reconciliation run's window, by endpoint.",
+    ),
+    gauge(
+        "telecmi_bridge_reconcile_found_calls",
+        "Calls of the last reconciliation run found in Kafka, by endpoint.",
+    ),
+    gauge(
+        "telecmi_bridge_reconcile_missing_calls",
+        "Calls of the last reconciliation run with no CDR in Kafka, by endpoint.",
+    ),
+    gauge(
+        "telecmi_bridge_reconcile_ambiguous_calls",
+        "Calls of the last reconciliation run matching several CDRs, reported and not published, by endpoint.",
+    ),
+    gauge(
+        "telecmi_bridge_reconcile_published_calls",
+        "Missing CDRs the last reconciliation run published, by endpoint.",
+    ),
+    counter(
+        "telecmi_bridge_reconcile_api_errors_total",
+        "Failed TeleCMI API requests of reconciliation runs, retried ones included, by cause.",
+        &[
+            &[("cause", "bad_credentials")],
+            &[("cause", "bad_request")],
+            &[("cause", "unexpected_status")],
+            &[("cause", "server_error")],
+            &[("cause", "rate_limited")],
+            &[("cause", "timeout")],
+            &[("cause", "connection")],
+            &[("cause", "malformed")],
+            &[("cause", "window_changed")],
+            &[("cause", "too_many_pages")],
+        ],
+    ),
+    counter(
+        "telecmi_bridge_reconcile_runs_total",
+        "Reconciliation runs, by result (complete, incomplete).",
+        &[&[("result", "complete")], &[("result", "incomplete")]],
+    ),
+    gauge(
+        "telecmi_bridge_reconcile_last_run_complete",
+        "1 when the last reconciliation run listed, matched and published everything, else 0 (0 before any run).",
+    ),
+    gauge(
+        "telecmi_bridge_reconcile_last_run_timestamp_seconds",
+        "When the last reconciliation run ended, whatever its result; 0 before any run.",
+    ),
+    gauge(
+        "telecmi_bridge_reconcile_last_success_timestamp_seconds",
+        "When the last complete reconciliation run ended; 0 before any.",
+    ),
+    gauge(
+        "telecmi_bridge_reconcile_last_run_duration_seconds",
+        "How long the last reconciliation run took.",
+    ),
 ];
 
 const LATENCY_BUCKETS: [f64; 13] = [
@@ -273,20 +330,26 @@ pub fn register_at_start(settings: &Settings) {
         if metric.kind != Kind::Counter || (metric.spool_only && !spool_mode) {
             continue;
         }
-        for labels in metric.initial {
-            let labels: Vec<metrics::Label> = labels
-                .iter()
-                .map(|(key, value)| metrics::Label::new(*key, *value))
-                .collect();
-            metrics::counter!(metric.name, labels).increment(0);
-        }
+        create_at_zero(metric);
     }
     for topic in settings.routing.all_topics() {
         metrics::counter!("telecmi_bridge_events_published_total", "topic" => topic.to_string())
             .increment(0);
     }
+    crate::reconcile::metrics::register_at_start();
     if spool_mode {
         metrics::gauge!("telecmi_bridge_spool_max_events").set(settings.spool.max_events as f64);
         metrics::gauge!("telecmi_bridge_spool_max_bytes").set(settings.spool.max_bytes as f64);
+    }
+}
+
+/// Creates a counter's `initial` series at 0 (adding 0 to one that already moved).
+pub fn create_at_zero(metric: &Metric) {
+    for labels in metric.initial {
+        let labels: Vec<metrics::Label> = labels
+            .iter()
+            .map(|(key, value)| metrics::Label::new(*key, *value))
+            .collect();
+        metrics::counter!(metric.name, labels).increment(0);
     }
 }

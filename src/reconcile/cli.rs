@@ -1,15 +1,20 @@
 //! `telecmi-bridge reconcile`: the command line of a run.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use indicatif::ProgressBar;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing_subscriber::EnvFilter;
 
-use super::run::run;
+use super::ReconcileSettings;
+use super::run::run_showing;
 use super::telecmi::Window;
 use crate::config::Settings;
+
+const PROGRESS_TICK: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReconcileArgs {
@@ -25,6 +30,10 @@ pub struct ReconcileArgs {
     pub dry_run: bool,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// Also write the run's reconcile metrics to this file, in Prometheus text
+    /// exposition (for node_exporter's textfile collector), replacing it whole.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -57,10 +66,28 @@ pub fn main(settings: Settings, args: &ReconcileArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let report = runtime.block_on(run(&settings, window, args.dry_run));
+    let recorder = args.metrics_file.as_ref().map(|_| {
+        let recorder = crate::metrics::recorder();
+        super::metrics::register_at_start();
+        recorder
+    });
+    // A spinner on stderr with what the run is doing, for long windows; indicatif draws
+    // nothing when stderr is not a terminal (a CronJob, a pipe).
+    let progress = ProgressBar::new_spinner();
+    progress.enable_steady_tick(PROGRESS_TICK);
+    let report = runtime.block_on(run_showing(&settings, window, args.dry_run, progress));
     match args.output {
         Output::Text => print!("{}", report.to_text()),
         Output::Json => println!("{}", report.to_json()),
+    }
+    if let (Some(path), Some(recorder)) = (&args.metrics_file, recorder)
+        && let Err(error) = super::metrics::write_file(path, &recorder.render())
+    {
+        eprintln!(
+            "telecmi-bridge reconcile: cannot write --metrics-file {}: {error}",
+            path.display()
+        );
+        return ExitCode::FAILURE;
     }
     if report.complete {
         ExitCode::SUCCESS
@@ -75,12 +102,9 @@ pub fn main(settings: Settings, args: &ReconcileArgs) -> ExitCode {
 
 /// The window of a run: the flags, or the trailing `window_seconds` ending `lag_seconds` ago.
 pub fn window(settings: &Settings, args: &ReconcileArgs, now_ms: i64) -> Result<Window, String> {
-    let seconds_ms =
-        |seconds: u64| i64::try_from(seconds.saturating_mul(1_000)).unwrap_or(i64::MAX);
     let reconcile = &settings.reconcile;
-    let end_ms = args
-        .to
-        .unwrap_or_else(|| now_ms.saturating_sub(seconds_ms(reconcile.lag_seconds)));
+    let trailing = trailing_window(reconcile, now_ms);
+    let end_ms = args.to.unwrap_or(trailing.end_ms);
     let start_ms = args
         .from
         .unwrap_or_else(|| end_ms.saturating_sub(seconds_ms(reconcile.window_seconds)));
@@ -89,7 +113,7 @@ pub fn window(settings: &Settings, args: &ReconcileArgs, now_ms: i64) -> Result<
             "--from ({start_ms}) must be before --to ({end_ms})"
         ));
     }
-    if end_ms > now_ms.saturating_sub(seconds_ms(reconcile.lag_seconds)) {
+    if end_ms > trailing.end_ms {
         tracing::warn!(
             "the window ends less than reconcile.lag_seconds ago: TeleCMI may not list its last \
              calls yet"
@@ -98,7 +122,21 @@ pub fn window(settings: &Settings, args: &ReconcileArgs, now_ms: i64) -> Result<
     Ok(Window { start_ms, end_ms })
 }
 
-fn now_ms() -> i64 {
+/// The trailing `window_seconds` ending `lag_seconds` before `now_ms`: the window of a run
+/// without flags, and of every scheduled run.
+pub fn trailing_window(reconcile: &ReconcileSettings, now_ms: i64) -> Window {
+    let end_ms = now_ms.saturating_sub(seconds_ms(reconcile.lag_seconds));
+    Window {
+        start_ms: end_ms.saturating_sub(seconds_ms(reconcile.window_seconds)),
+        end_ms,
+    }
+}
+
+fn seconds_ms(seconds: u64) -> i64 {
+    i64::try_from(seconds.saturating_mul(1_000)).unwrap_or(i64::MAX)
+}
+
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| {
@@ -128,6 +166,7 @@ mod tests {
             to: parse(to),
             dry_run: true,
             output: Output::Text,
+            metrics_file: None,
         }
     }
 

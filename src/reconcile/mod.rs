@@ -6,9 +6,11 @@ pub mod cli;
 pub mod kafka;
 pub mod lease;
 pub mod matching;
+pub mod metrics;
 pub mod recover;
 pub mod report;
 pub mod run;
+pub mod schedule;
 pub mod settings;
 pub mod telecmi;
 

@@ -1,20 +1,47 @@
 //! One reconciliation run: list every endpoint of the window at TeleCMI, read the CDRs in
 //! Kafka, match, publish what is missing (unless a dry run), report.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
 
 use super::kafka::read_published_cdrs;
 use super::lease::Lease;
 use super::matching::{CdrIndex, Outcome, match_records};
+use super::metrics::record_run;
 use super::recover::Recovery;
 use super::report::{KafkaReport, RunReport, time_text};
 use super::settings::Product;
 use super::telecmi::{Endpoint, TelecmiClient, Window};
 use crate::config::{PrivacyMode, Settings};
 
-/// Runs over `window` and reports; a run that could not finish says why in the report
-/// (`complete` false) rather than failing half-way without one.
+/// Runs over `window`, reports and exports the run's metrics; a run that could not finish says
+/// why in the report (`complete` false) rather than failing half-way without one.
 pub async fn run(settings: &Settings, window: Window, dry_run: bool) -> RunReport {
+    run_showing(settings, window, dry_run, ProgressBar::hidden()).await
+}
+
+/// [`run`], saying on `progress` what it is doing: the page being listed, the Kafka reading,
+/// the CDRs being published.
+pub async fn run_showing(
+    settings: &Settings,
+    window: Window,
+    dry_run: bool,
+    progress: ProgressBar,
+) -> RunReport {
+    let started = Instant::now();
+    let report = run_unmeasured(settings, window, dry_run, progress.clone()).await;
+    progress.finish_and_clear();
+    record_run(&report, started.elapsed());
+    report
+}
+
+async fn run_unmeasured(
+    settings: &Settings,
+    window: Window,
+    dry_run: bool,
+    progress: ProgressBar,
+) -> RunReport {
     let reconcile = &settings.reconcile;
     let product = reconcile.product;
     let mut report = RunReport::new(product, window, dry_run);
@@ -34,7 +61,8 @@ pub async fn run(settings: &Settings, window: Window, dry_run: bool) -> RunRepor
         } else {
             Some(Recovery::new(settings, credentials.app_id)?)
         };
-        Ok((TelecmiClient::new(reconcile, credentials)?, recovery))
+        let client = TelecmiClient::new(reconcile, credentials)?.showing(progress.clone());
+        Ok((client, recovery))
     });
     let (client, recovery) = match started {
         Ok(started) => started,
@@ -57,7 +85,7 @@ pub async fn run(settings: &Settings, window: Window, dry_run: bool) -> RunRepor
         },
     };
     let publishing = recovery.as_ref().zip(lease.as_ref());
-    let report = reconcile_window(settings, window, &client, publishing, report).await;
+    let report = reconcile_window(settings, window, &client, publishing, &progress, report).await;
     if let Some(lease) = lease {
         lease.release().await;
     }
@@ -70,6 +98,7 @@ async fn reconcile_window(
     window: Window,
     client: &TelecmiClient,
     publishing: Option<(&Recovery, &Lease)>,
+    progress: &ProgressBar,
     mut report: RunReport,
 ) -> RunReport {
     let reconcile = &settings.reconcile;
@@ -87,6 +116,10 @@ async fn reconcile_window(
     let margin_ms = i64::try_from(Duration::from_secs(reconcile.kafka_margin_seconds).as_millis())
         .unwrap_or(i64::MAX);
     let since_ms = window.start_ms.saturating_sub(margin_ms);
+    progress.set_message(format!(
+        "Kafka: reading the CDR topics since {}",
+        time_text(since_ms)
+    ));
     let for_reader = settings.clone();
     let timeout = reconcile.kafka_read_timeout();
     let read =
@@ -124,12 +157,18 @@ async fn reconcile_window(
         let Some((recovery, lease)) = publishing else {
             continue;
         };
-        let missing = listing
+        let missing: Vec<_> = listing
             .records
             .iter()
             .zip(&outcomes)
-            .filter(|(_, outcome)| **outcome == Outcome::Missing);
-        for (record, _) in missing {
+            .filter(|(_, outcome)| **outcome == Outcome::Missing)
+            .collect();
+        for (done, (record, _)) in missing.iter().enumerate() {
+            progress.set_message(format!(
+                "publishing {}: {done} of {} missing CDRs",
+                listing.endpoint,
+                missing.len()
+            ));
             if !lease.held() {
                 report.fail(
                     "the reconcile lease was lost (this run stopped heartbeating to Kafka): \

@@ -90,6 +90,10 @@ pub struct ReconcileSettings {
     pub lease_topic: String,
     /// How long a publishing run waits for another run to finish before it gives up.
     pub lease_wait_seconds: u64,
+    /// The server runs a publishing reconciliation itself, at its start and then every
+    /// `schedule_interval_seconds`, over the trailing window.
+    pub schedule_enabled: bool,
+    pub schedule_interval_seconds: u64,
 }
 
 impl Default for ReconcileSettings {
@@ -112,6 +116,8 @@ impl Default for ReconcileSettings {
             kafka_read_timeout_ms: 120_000,
             lease_topic: "telecmi.reconcile.lease".to_owned(),
             lease_wait_seconds: 60,
+            schedule_enabled: false,
+            schedule_interval_seconds: 1_800,
         }
     }
 }
@@ -140,6 +146,10 @@ impl ReconcileSettings {
                 "reconcile.kafka_read_timeout_ms",
                 self.kafka_read_timeout_ms,
             ),
+            (
+                "reconcile.schedule_interval_seconds",
+                self.schedule_interval_seconds,
+            ),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(format!("{key}: must be greater than 0"));
@@ -156,6 +166,17 @@ impl ReconcileSettings {
                 "reconcile.page_size: at most {max_page_size} for product {}",
                 self.product.as_str()
             ));
+        }
+        // The server must not start a schedule that cannot run; the secret file itself is
+        // read by each run, as by the command.
+        if self.schedule_enabled
+            && (self.app_id.is_none() || (self.secret.is_none() && self.secret_file.is_none()))
+        {
+            return Err(
+                "reconcile.schedule_enabled: needs reconcile.app_id and reconcile.secret or \
+                 reconcile.secret_file"
+                    .to_owned(),
+            );
         }
         self.lease_topic()?;
         self.base_url().map(|_| ())
@@ -369,5 +390,28 @@ mod tests {
                 .unwrap_err()
                 .contains("reconcile.secret_file")
         );
+    }
+
+    #[test]
+    fn the_schedule_needs_credentials_and_an_interval() {
+        let scheduled = ReconcileSettings {
+            schedule_enabled: true,
+            ..ReconcileSettings::default()
+        };
+        let error = scheduled.validate().unwrap_err();
+        assert!(error.contains("reconcile.app_id"), "{error}");
+        let with_credentials = ReconcileSettings {
+            app_id: Some(1_111_112),
+            secret_file: Some(PathBuf::from("/run/secrets/telecmi")),
+            ..scheduled
+        };
+        assert_eq!(with_credentials.validate(), Ok(()));
+        let error = ReconcileSettings {
+            schedule_interval_seconds: 0,
+            ..with_credentials
+        }
+        .validate()
+        .unwrap_err();
+        assert!(error.contains("schedule_interval_seconds"), "{error}");
     }
 }

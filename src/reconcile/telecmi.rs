@@ -13,6 +13,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use indicatif::ProgressBar;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -246,6 +247,8 @@ pub struct TelecmiClient {
     max_attempts: u32,
     backoff_first: Duration,
     backoff_max: Duration,
+    /// Says which page is being fetched; hidden unless set by [`TelecmiClient::showing`].
+    progress: ProgressBar,
 }
 
 impl TelecmiClient {
@@ -280,7 +283,13 @@ impl TelecmiClient {
             max_attempts: settings.max_attempts,
             backoff_first: Duration::from_millis(settings.retry_backoff_ms),
             backoff_max: Duration::from_millis(settings.retry_backoff_max_ms),
+            progress: ProgressBar::hidden(),
         })
+    }
+
+    /// Reports each page fetched on `progress`.
+    pub fn showing(self, progress: ProgressBar) -> Self {
+        Self { progress, ..self }
     }
 
     /// Every record of `endpoint` in `window`, each once. Records arriving while the window is
@@ -299,6 +308,13 @@ impl TelecmiClient {
         for pass in 1..=MAX_PASSES {
             let mut page = 1;
             loop {
+                self.progress.set_message(format!(
+                    "TeleCMI {endpoint}: page {page}, {} of {} records listed",
+                    listing.records.len() + listing.skipped.len(),
+                    listing
+                        .reported_count
+                        .map_or_else(|| "?".to_owned(), |count| count.to_string())
+                ));
                 let answer = self.page(endpoint, window, page, &mut listing).await?;
                 let full = answer.records.len() >= self.page_size as usize;
                 for element in answer.records {
@@ -325,6 +341,7 @@ impl TelecmiClient {
                     break;
                 }
                 if page == MAX_PAGES {
+                    count_api_error("too_many_pages");
                     return Err(ApiError::TooManyPages { endpoint });
                 }
                 page += 1;
@@ -333,6 +350,7 @@ impl TelecmiClient {
             match listing.reported_count {
                 Some(reported) if found < reported => {
                     if pass == MAX_PASSES {
+                        count_api_error("window_changed");
                         return Err(ApiError::WindowChanged {
                             endpoint,
                             found,
@@ -362,9 +380,13 @@ impl TelecmiClient {
             listing.requests += 1;
             let (cause, retry_after) = match self.attempt(endpoint, window, page).await {
                 Ok(answer) => return Ok(answer),
-                Err(Failure::Final(error)) => return Err(error),
+                Err(Failure::Final(error)) => {
+                    count_api_error(error.cause());
+                    return Err(error);
+                }
                 Err(Failure::Retry { cause, retry_after }) => (cause, retry_after),
             };
+            count_api_error(cause.cause());
             if attempt >= self.max_attempts {
                 return Err(ApiError::GaveUp {
                     endpoint,
@@ -585,6 +607,11 @@ fn integer(value: &Value) -> Option<i64> {
         Value::String(text) => text.trim().parse().ok(),
         _ => None,
     }
+}
+
+/// Every failed request (retried or not) and every listing given up, by cause.
+fn count_api_error(cause: &'static str) {
+    metrics::counter!("telecmi_bridge_reconcile_api_errors_total", "cause" => cause).increment(1);
 }
 
 fn retry(cause: Transient, retry_after: Option<Duration>) -> Failure {

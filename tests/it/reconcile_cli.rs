@@ -1,11 +1,14 @@
 //! `telecmi-bridge reconcile` as a process: its flags, exit codes and summaries. The runs that
 //! finish need a real broker: tests/kafka_it/reconcile.rs.
 
+use std::time::Duration;
+
 use serde_json::Value;
 use telecmi_bridge::reconcile::Product;
+use telecmi_bridge::reconcile::telecmi::Endpoint;
 use tokio::process::Command;
 
-use crate::telecmi_sim::{CHUB_APP_ID, SIMULATED_SECRET, Simulator};
+use crate::telecmi_sim::{CHUB_APP_ID, Fault, SIMULATED_SECRET, Simulator, chub_record};
 
 async fn reconcile(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_telecmi-bridge"));
@@ -113,4 +116,92 @@ async fn chub_india_refuses_to_match_numbers_that_privacy_hides() {
     .await;
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("privacy.mode"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_run_that_could_not_finish_writes_its_metrics_file_for_the_textfile_collector() {
+    let simulator = Simulator::start(Product::Chub).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("reconcile.prom");
+    let path_text = path.to_str().expect("utf-8 path");
+    let (code, _, stderr) = reconcile(
+        &["--dry-run", "--metrics-file", path_text],
+        &simulator_env(&simulator, "a-wrong-secret"),
+    )
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    let exposition = std::fs::read_to_string(&path).expect("the metrics file");
+    for line in [
+        "telecmi_bridge_reconcile_api_errors_total{cause=\"bad_credentials\"} 4",
+        "telecmi_bridge_reconcile_api_errors_total{cause=\"server_error\"} 0",
+        "telecmi_bridge_reconcile_runs_total{result=\"incomplete\"} 1",
+        "telecmi_bridge_reconcile_runs_total{result=\"complete\"} 0",
+        "telecmi_bridge_reconcile_last_run_complete 0",
+        "telecmi_bridge_reconcile_last_success_timestamp_seconds 0",
+        "telecmi_bridge_reconcile_missing_calls{endpoint=\"out_missed\"} 0",
+    ] {
+        assert!(
+            exposition.lines().any(|got| got == line),
+            "no {line:?} in\n{exposition}"
+        );
+    }
+    assert!(
+        exposition.contains("# HELP telecmi_bridge_reconcile_last_run_complete"),
+        "{exposition}"
+    );
+    assert!(
+        !exposition.contains("telecmi_bridge_http_requests_total"),
+        "only the reconcile metrics: {exposition}"
+    );
+}
+
+/// A slow TeleCMI: the listing of `answered` takes a second, long enough for the spinner to draw.
+async fn slow_simulator() -> Simulator {
+    let simulator = Simulator::start(Product::Chub).await;
+    simulator.add_records(
+        Endpoint::Answered,
+        [
+            chub_record(1, 1_700_000_100_000),
+            chub_record(2, 1_700_000_200_000),
+        ],
+    );
+    simulator.push_faults([Fault::Slow(Duration::from_millis(1_000))]);
+    simulator
+}
+
+const WINDOW: [&str; 5] = [
+    "--dry-run",
+    "--from",
+    "1700000000000",
+    "--to",
+    "1700003600000",
+];
+
+#[tokio::test]
+async fn progress_shows_on_a_terminal_and_nowhere_else() {
+    let simulator = slow_simulator().await;
+    let (_, _, stderr) = reconcile(&WINDOW, &simulator_env(&simulator, SIMULATED_SECRET)).await;
+    assert!(!stderr.contains("TeleCMI answered: page"), "{stderr}");
+
+    // `script` gives the command a terminal and copies what it drew to stdout.
+    let simulator = slow_simulator().await;
+    let command = format!(
+        "{} reconcile {}",
+        env!("CARGO_BIN_EXE_telecmi-bridge"),
+        WINDOW.join(" ")
+    );
+    let mut script = Command::new("script");
+    script
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("TELECMI_BRIDGE_PROFILE");
+    for (name, value) in simulator_env(&simulator, SIMULATED_SECRET) {
+        script.env(name, value);
+    }
+    let output = script.output().await.expect("run script");
+    let terminal = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        terminal.contains("TeleCMI answered: page 1, 0 of ? records listed"),
+        "{terminal}"
+    );
 }

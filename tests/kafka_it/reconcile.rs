@@ -434,3 +434,109 @@ async fn a_run_gives_up_while_another_holds_the_lease_and_says_so() {
     assert!(after.complete, "{}", after.to_text());
     app.stop().await;
 }
+
+/// Settings of a server running the schedule every second over the last hour.
+fn scheduled_settings(settings: &Settings, simulator: &Simulator) -> Settings {
+    let mut scheduled = reconcile_settings(settings, simulator, Product::Chub);
+    scheduled.reconcile.schedule_enabled = true;
+    scheduled.reconcile.schedule_interval_seconds = 1;
+    scheduled.reconcile.lag_seconds = 0;
+    scheduled.reconcile.window_seconds = 3_600;
+    scheduled
+}
+
+/// Waits until the CDR topics hold `expected` records, then until the simulator has answered
+/// `later_requests` more requests: with every endpoint listed in one request, 8 more mean
+/// that the run after the one that published has finished, whoever ran it.
+async fn wait_for_cdrs_and_later_runs(
+    app: &TestApp,
+    settings: &Settings,
+    simulator: &Simulator,
+    expected: i64,
+    later_requests: usize,
+) {
+    let topics = cdr_topics(&settings.routing);
+    let mut published = None;
+    for _ in 0..240 {
+        let in_kafka = crate::helpers::record_count(&app.bootstrap_servers, &topics);
+        assert!(in_kafka <= expected, "{in_kafka} CDRs for {expected} calls");
+        let requests = simulator.requests().len();
+        match published {
+            None if in_kafka == expected => published = Some(requests),
+            Some(at) if requests >= at + later_requests => return,
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("no {expected} CDRs followed by {later_requests} more requests within 60 s");
+}
+
+/// The call ids of the CDRs in Kafka, each with how many CDRs carry it.
+async fn cdrs_per_call(app: &TestApp, settings: &Settings) -> BTreeMap<String, usize> {
+    let mut per_call = BTreeMap::new();
+    for (envelope, _) in cdrs_in_kafka(app, settings).await {
+        let call = envelope["data"]["call_leg_id"].as_str().expect("call id");
+        *per_call.entry(call.to_owned()).or_insert(0) += 1;
+    }
+    per_call
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedule_inside_the_server_publishes_a_missing_cdr_and_then_nothing() {
+    let prefix = unique_prefix();
+    let settings = real_settings(&prefix);
+    let receiver = spawn_app(settings.clone()).await;
+    let simulator = Simulator::start(Product::Chub).await;
+    let start_ms = now_ms() - 3_000_000;
+    for number in 0..8_u64 {
+        let endpoint = Endpoint::ALL[(number % 4) as usize];
+        let record = chub_record(number, start_ms + 60_000 * number as i64);
+        if number != 5 {
+            let call_id = record["cmiuid"].as_str().expect("cmiuid").to_owned();
+            publish(&receiver, &webhook_cdr(endpoint, &record, &call_id)).await;
+        }
+        simulator.add_records(endpoint, [record]);
+    }
+    let scheduled = spawn_app(scheduled_settings(&settings, &simulator)).await;
+    wait_for_cdrs_and_later_runs(&scheduled, &settings, &simulator, 8, 8).await;
+    let per_call = cdrs_per_call(&scheduled, &settings).await;
+    assert_eq!(per_call.len(), 8, "{per_call:?}");
+    assert!(per_call.values().all(|cdrs| *cdrs == 1), "{per_call:?}");
+    let recovered: Vec<_> = cdrs_in_kafka(&scheduled, &settings)
+        .await
+        .into_iter()
+        .filter(|(_, origin)| origin.as_deref() == Some(ORIGIN_RECONCILE))
+        .map(|(envelope, _)| envelope["data"]["call_leg_id"].clone())
+        .collect();
+    assert_eq!(recovered, [chub_record(5, start_ms)["cmiuid"].clone()]);
+    scheduled.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_with_the_schedule_on_publish_each_call_once() {
+    let prefix = unique_prefix();
+    let settings = real_settings(&prefix);
+    // Creates the CDR topics, so that they have their leaders before the servers start.
+    let creator = spawn_app(settings.clone()).await;
+    let simulator = Simulator::start(Product::Chub).await;
+    let start_ms = now_ms() - 3_000_000;
+    for number in 0..20_u64 {
+        let endpoint = Endpoint::ALL[(number % 4) as usize];
+        simulator.add_records(
+            endpoint,
+            [chub_record(number, start_ms + 60_000 * number as i64)],
+        );
+    }
+    let (first, second) = tokio::join!(
+        spawn_app(scheduled_settings(&settings, &simulator)),
+        spawn_app(scheduled_settings(&settings, &simulator))
+    );
+    wait_for_cdrs_and_later_runs(&first, &settings, &simulator, 20, 16).await;
+    let per_call = cdrs_per_call(&first, &settings).await;
+    assert_eq!(per_call.len(), 20, "{per_call:?}");
+    assert!(per_call.values().all(|cdrs| *cdrs == 1), "{per_call:?}");
+    first.stop().await;
+    second.stop().await;
+    creator.stop().await;
+}
