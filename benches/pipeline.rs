@@ -86,7 +86,9 @@ fn process(router: &Router, body: &Body, received_at: OffsetDateTime) -> usize {
     let decoded = decode(&request).expect("fixtures decode");
     let (normalised, envelope) =
         to_envelope("urn:telecmi-bridge", decoded, received_at).expect("envelope");
-    router.route(&normalised, Bytes::from(envelope)).len()
+    router
+        .route(&normalised, Bytes::from(envelope), received_at)
+        .len()
 }
 
 fn pipeline(criterion: &mut Criterion) {
@@ -163,7 +165,11 @@ fn pipeline(criterion: &mut Criterion) {
         bench.iter(|| {
             normalised
                 .iter()
-                .map(|normalised| router.route(black_box(normalised), envelope.clone()).len())
+                .map(|normalised| {
+                    router
+                        .route(black_box(normalised), envelope.clone(), received_at)
+                        .len()
+                })
                 .sum::<usize>()
         })
     });

@@ -132,6 +132,11 @@ impl<'a> Envelope<'a> {
 const RFC3339_MILLIS: &[BorrowedFormatItem<'_>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
+/// Milliseconds since the Unix epoch: the unit of a Kafka record's timestamp.
+pub(crate) fn unix_millis(time: OffsetDateTime) -> i64 {
+    i64::try_from(time.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
 /// Normalisation only produces instants between 1970 and 9999, which this format can always
 /// write.
 pub(crate) fn rfc3339(time: OffsetDateTime) -> String {

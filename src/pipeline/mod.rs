@@ -51,7 +51,7 @@ pub fn to_records(
         None => decoded,
     };
     let (normalised, envelope) = to_envelope(source, decoded, received_at)?;
-    let records = router.route(&normalised, bytes::Bytes::from(envelope));
+    let records = router.route(&normalised, bytes::Bytes::from(envelope), received_at);
     Ok((normalised, records))
 }
 

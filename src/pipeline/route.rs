@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use super::RejectReason;
 use super::decode::{RawRequest, query_without};
-use super::envelope::{CLOUDEVENTS_CONTENT_TYPE, ENVELOPE_VERSION, rfc3339};
+use super::envelope::{CLOUDEVENTS_CONTENT_TYPE, ENVELOPE_VERSION, rfc3339, unix_millis};
 use super::normalise::{Kind, Normalised};
 use crate::config::{RoutingSettings, TopicName};
 
@@ -19,6 +19,9 @@ pub struct OutboundRecord {
     pub key: String,
     pub headers: Vec<(&'static str, String)>,
     pub payload: Bytes,
+    /// The Kafka record timestamp (ms since the Unix epoch): when the bridge received the
+    /// event, not when the record was produced, which can be hours later after a spool backlog.
+    pub timestamp_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -77,7 +80,12 @@ impl Router {
     }
 
     /// The records for one envelope: its status topic first, then the combined topic if on.
-    pub fn route(&self, normalised: &Normalised, envelope: Bytes) -> Vec<OutboundRecord> {
+    pub fn route(
+        &self,
+        normalised: &Normalised,
+        envelope: Bytes,
+        received_at: OffsetDateTime,
+    ) -> Vec<OutboundRecord> {
         let mut headers = vec![
             ("content-type", CLOUDEVENTS_CONTENT_TYPE.to_owned()),
             ("telecmi-event-id", normalised.id.to_string()),
@@ -95,6 +103,7 @@ impl Router {
                 key: normalised.conversation_id.clone(),
                 headers: headers.clone(),
                 payload: envelope.clone(),
+                timestamp_ms: unix_millis(received_at),
             })
             .collect()
     }
@@ -146,6 +155,7 @@ impl Router {
             key: letter.request_id.to_owned(),
             headers,
             payload,
+            timestamp_ms: unix_millis(letter.received_at),
         })
     }
 }
@@ -189,7 +199,11 @@ mod tests {
         let event = normalised(json!({
             "type": "event", "status": "ANSWERED", "conversation_uuid": "conv-1", "cmiuuid": "leg"
         }));
-        let records = Router::new(&settings).route(&event, Bytes::from_static(b"{}"));
+        let records = Router::new(&settings).route(
+            &event,
+            Bytes::from_static(b"{}"),
+            OffsetDateTime::UNIX_EPOCH,
+        );
         let topics: Vec<&str> = records.iter().map(|record| record.topic.as_str()).collect();
         assert_eq!(topics, ["telecmi.event.answered", "telecmi.calls"]);
         for record in &records {

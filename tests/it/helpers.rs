@@ -246,6 +246,8 @@ pub struct Consumed {
     /// The payload parsed as JSON (`Null` if it is not: dead letters keep bodies raw).
     pub envelope: Value,
     pub payload: Vec<u8>,
+    /// The record's timestamp, in ms since the Unix epoch.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Consumed {
@@ -323,6 +325,7 @@ pub async fn consume(
             envelope: serde_json::from_slice(message.payload().unwrap_or_default())
                 .unwrap_or(Value::Null),
             payload: message.payload().unwrap_or_default().to_vec(),
+            timestamp_ms: message.timestamp().to_millis(),
         });
     }
     consumed

@@ -16,6 +16,7 @@ mod privacy;
 #[allow(dead_code)]
 #[path = "../kafka_faults/process.rs"]
 mod process;
+mod record_time;
 mod redaction;
 mod rejections;
 mod scenarios;
