@@ -1,5 +1,5 @@
 //! Envelope: the public contract. A CloudEvents 1.0 event in structured JSON mode whose `data`
-//! holds the normalised view and the original payload. `schema/envelope.v1.schema.json`
+//! holds the normalised view and the original payload. `schema/envelope.v2.schema.json`
 //! describes it; the golden files under `tests/golden/` pin it.
 
 use serde::Serialize;
@@ -13,8 +13,8 @@ use super::decode::{Encoding, Original};
 use super::normalise::{ConversationSource, Kind, Normalised};
 
 /// Bumped on any change a consumer could notice; carried in the event and in a Kafka header.
-pub const ENVELOPE_VERSION: &str = "1";
-pub const DATA_SCHEMA: &str = "urn:telecmi-bridge:schema:envelope:1";
+pub const ENVELOPE_VERSION: &str = "2";
+pub const DATA_SCHEMA: &str = "urn:telecmi-bridge:schema:envelope:2";
 pub const CLOUDEVENTS_CONTENT_TYPE: &str = "application/cloudevents+json; charset=utf-8";
 
 #[derive(Serialize)]

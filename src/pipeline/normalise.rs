@@ -1,6 +1,8 @@
 //! Normalise: a payload's fields, however TeleCMI typed them, turned into one stable shape,
 //! plus the identity (event id, conversation) the rest of the pipeline keys on.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Number, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -133,7 +135,8 @@ pub fn normalise(fields: Map<String, Value>) -> Normalised {
         .or_else(|| fields.get("cmiuid"))
         .map(|value| coerce("cmiuuid", value.clone(), Rule::Text, &mut Vec::new()))
         .as_ref()
-        .and_then(trimmed_text);
+        .and_then(attribute_text)
+        .map(Cow::into_owned);
     let identity = match &call_leg_id {
         Some(call_leg_id) => Identity::CallLeg(call_leg_id),
         None => Identity::Fields(field_identity(&fields)),
@@ -166,9 +169,21 @@ pub fn normalise(fields: Map<String, Value>) -> Normalised {
         }
     }
 
-    let text = |key: &str| normalised.get(key).and_then(trimmed_str);
-    let lower = |key: &str| text(key).map(str::to_lowercase);
-    let present = |key: &str| text(key).map(str::to_owned);
+    for key in ATTRIBUTE_SOURCES {
+        if normalised
+            .get(key)
+            .and_then(Value::as_str)
+            .is_some_and(|text| !text.chars().all(allowed_in_attribute))
+        {
+            warnings.push(format!(
+                "{key} has characters CloudEvents forbids in attribute values (control \
+                 characters, noncharacters); removed from the normalised value"
+            ));
+        }
+    }
+    let text = |key: &str| normalised.get(key).and_then(attribute_text);
+    let lower = |key: &str| text(key).map(|text| text.to_lowercase());
+    let present = |key: &str| text(key).map(Cow::into_owned);
 
     let (kind, kind_inferred) = match lower("type").as_deref() {
         Some("event") => (Kind::Event, false),
@@ -217,15 +232,37 @@ pub fn normalise(fields: Map<String, Value>) -> Normalised {
     }
 }
 
-fn trimmed_str(value: &Value) -> Option<&str> {
-    value
-        .as_str()
-        .map(str::trim)
-        .filter(|text| !text.is_empty())
+/// The text fields the normalised identity is read from; their values become CloudEvents
+/// attributes (`subject`, `partitionkey`, `telecmistatus`), the Kafka key and headers.
+const ATTRIBUTE_SOURCES: [&str; 8] = [
+    "type",
+    "status",
+    "direction",
+    "leg",
+    "conversation_uuid",
+    "cmiuuid",
+    "call_id",
+    "app_id",
+];
+
+/// CloudEvents' String type excludes the control characters (U+0000-U+001F, U+007F-U+009F)
+/// and Unicode's noncharacters; a newline in a Kafka header or key breaks consumers too.
+fn allowed_in_attribute(c: char) -> bool {
+    let code = u32::from(c);
+    !c.is_control() && !(0xFDD0..=0xFDEF).contains(&code) && code & 0xFFFE != 0xFFFE
 }
 
-fn trimmed_text(value: &Value) -> Option<String> {
-    trimmed_str(value).map(str::to_owned)
+/// A text value as the identity takes it: without the characters attributes cannot carry,
+/// trimmed; `None` when nothing is left. The field itself keeps them, as sent.
+fn attribute_text(value: &Value) -> Option<Cow<'_, str>> {
+    let text = value.as_str()?;
+    let kept = if text.chars().all(allowed_in_attribute) {
+        Cow::Borrowed(text.trim())
+    } else {
+        let kept: String = text.chars().filter(|c| allowed_in_attribute(*c)).collect();
+        Cow::Owned(kept.trim().to_owned())
+    };
+    (!kept.is_empty()).then_some(kept)
 }
 
 /// How [`coerce`] answers: most values already have their type and move through untouched.
@@ -483,6 +520,34 @@ mod tests {
         let different = normalise(fields(json!({"status": "x", "to": 2})));
         assert_eq!(without_leg_id.id, same_as_text.id);
         assert_ne!(without_leg_id.id, different.id);
+    }
+
+    #[test]
+    fn attribute_values_lose_control_characters_and_noncharacters_with_a_warning() {
+        let normalised = normalise(fields(json!({
+            "type": "event", "status": "Answ\u{7}ered\n", "conversation_uuid": "conv\u{0}-1",
+            "cmiuuid": "leg\u{7f}\u{85}-a\u{fffe}", "app_id": "\u{1b}"
+        })));
+        assert_eq!(normalised.status.as_deref(), Some("answered"));
+        assert_eq!(normalised.conversation_id, "conv-1");
+        assert_eq!(normalised.call_leg_id.as_deref(), Some("leg-a"));
+        assert_eq!(normalised.app_id, None, "nothing left is absent");
+        assert_eq!(normalised.fields["conversation_uuid"], "conv\u{0}-1");
+        for key in ["status", "conversation_uuid", "cmiuuid", "app_id"] {
+            assert!(
+                normalised
+                    .warnings
+                    .iter()
+                    .any(|warning| warning.starts_with(&format!("{key} has characters"))),
+                "{key}: {:?}",
+                normalised.warnings
+            );
+        }
+        let clean = normalise(fields(json!({
+            "type": "event", "status": "answered", "conversation_uuid": "conv-1", "cmiuuid": "leg-a"
+        })));
+        assert_eq!(normalised.id, clean.id, "the same event, cleaned");
+        assert!(clean.warnings.is_empty());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The envelope contract over every documented sample: golden files pin the exact envelope,
-//! `schema/envelope.v1.schema.json` describes it, the original payload can be rebuilt from it,
+//! `schema/envelope.v2.schema.json` describes it, the original payload can be rebuilt from it,
 //! and the encoding a payload arrived in changes nothing but `data.original`.
 //!
 //! Run with `UPDATE_GOLDEN=1` to (re)write `tests/golden/*.json` after a deliberate change.
@@ -40,7 +40,7 @@ fn golden_dir() -> PathBuf {
 }
 
 fn schema_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema/envelope.v1.schema.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema/envelope.v2.schema.json")
 }
 
 fn updating() -> bool {
@@ -154,7 +154,7 @@ fn pretty(envelope: &Value) -> String {
 }
 
 fn schema_validator() -> jsonschema::Validator {
-    let text = std::fs::read_to_string(schema_path()).expect("schema/envelope.v1.schema.json");
+    let text = std::fs::read_to_string(schema_path()).expect("schema/envelope.v2.schema.json");
     let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
     if let Err(error) = jsonschema::meta::validate(&schema) {
         panic!("the schema is not a valid JSON Schema: {error}");
@@ -285,7 +285,7 @@ fn the_schema_rejects_envelopes_that_break_the_contract() {
     );
 
     type Breakage = fn(&mut Value);
-    let breakages: [(&str, Breakage); 14] = [
+    let breakages: [(&str, Breakage); 17] = [
         ("without id", |e| remove(e, "", "id")),
         ("without data", |e| remove(e, "", "data")),
         ("without partitionkey", |e| remove(e, "", "partitionkey")),
@@ -325,6 +325,15 @@ fn the_schema_rejects_envelopes_that_break_the_contract() {
         ("with another dataschema", |e| {
             insert(e, "", "dataschema", Value::from("urn:other"))
         }),
+        ("with a control character in subject", |e| {
+            insert(e, "", "subject", Value::from("call\u{0}1"))
+        }),
+        ("with a newline in partitionkey", |e| {
+            insert(e, "", "partitionkey", Value::from("call\n1"))
+        }),
+        ("with a DEL in telecmistatus", |e| {
+            insert(e, "", "telecmistatus", Value::from("answered\u{7f}"))
+        }),
     ];
     for (what, breakage) in breakages {
         let mut broken = valid.clone();
@@ -335,6 +344,29 @@ fn the_schema_rejects_envelopes_that_break_the_contract() {
             "an envelope {what} passes the schema"
         );
     }
+}
+
+/// What a payload's control characters would make an invalid CloudEvent is cleaned: the
+/// attributes (and so the Kafka key and headers) lose them, a warning says so, the schema holds.
+#[test]
+fn control_characters_in_a_payload_never_reach_an_attribute() {
+    let validator = schema_validator();
+    let body = br#"{"type":"event","status":"answered\u0007","conversation_uuid":"call\u0000-1\n2","cmiuuid":"leg\u001b","time":1700000000000}"#;
+    let envelope = envelope(&post_json(body));
+    let errors = schema_errors(&validator, &envelope);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(pointer(&envelope, "/subject"), "call-12");
+    assert_eq!(pointer(&envelope, "/partitionkey"), "call-12");
+    assert_eq!(pointer(&envelope, "/telecmistatus"), "answered");
+    assert_eq!(pointer(&envelope, "/data/call_leg_id"), "leg");
+    assert_eq!(
+        pointer(&envelope, "/data/fields/conversation_uuid"),
+        "call\u{0}-1\n2"
+    );
+    let warnings = pointer(&envelope, "/data/warnings")
+        .as_array()
+        .expect("warnings");
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
 }
 
 fn object_at<'v>(envelope: &'v mut Value, path: &str) -> &'v mut Map<String, Value> {
