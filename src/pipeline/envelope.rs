@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
-use super::decode::{Encoding, Original};
+use super::decode::{Encoding, Original, OriginalPayload};
 use super::normalise::{ConversationSource, Kind, Normalised};
 
 /// Bumped on any change a consumer could notice; carried in the event and in a Kafka header.
@@ -57,9 +57,15 @@ struct Data<'a> {
 #[derive(Serialize)]
 struct OriginalView<'a> {
     encoding: Encoding,
+    /// Whether `payload` is what was sent, byte for byte.
+    exact: bool,
     payload: Payload<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     raw: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    privacy: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -79,10 +85,9 @@ impl<'a> Envelope<'a> {
         normalised: &'a Normalised,
         received_at: OffsetDateTime,
     ) -> Self {
-        let (payload, raw) = match original {
-            Original::Json(payload) => (Payload::Json(payload), None),
-            Original::LenientJson { payload, raw } => (Payload::Json(payload), Some(raw.as_str())),
-            Original::Fields(fields) => (Payload::Fields(fields), None),
+        let payload = match &original.payload {
+            OriginalPayload::Json(payload) => Payload::Json(payload),
+            OriginalPayload::Fields(fields) => Payload::Fields(fields),
         };
         let event_time = normalised.event_time.map(rfc3339);
         Self {
@@ -116,8 +121,11 @@ impl<'a> Envelope<'a> {
                 warnings: &normalised.warnings,
                 original: OriginalView {
                     encoding,
+                    exact: original.is_exact(),
                     payload,
-                    raw,
+                    raw: original.raw.as_deref(),
+                    query: original.query.as_deref(),
+                    privacy: original.privacy,
                 },
             },
         }

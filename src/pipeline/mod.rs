@@ -7,7 +7,7 @@ pub mod normalise;
 pub mod privacy;
 pub mod route;
 
-pub use decode::{Decoded, Encoding, Original, RawRequest, decode};
+pub use decode::{Decoded, Encoding, Original, OriginalPayload, RawRequest, decode};
 pub use envelope::{ENVELOPE_VERSION, Envelope};
 pub use normalise::{Kind, Normalised, normalise};
 pub use privacy::Privacy;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use time::OffsetDateTime;
 
 use super::RejectReason;
-use super::decode::{RawRequest, query_without};
+use super::decode::RawRequest;
 use super::envelope::{CLOUDEVENTS_CONTENT_TYPE, ENVELOPE_VERSION, rfc3339, unix_millis};
 use super::normalise::{Kind, Normalised};
 use crate::config::{RoutingSettings, TopicName};
@@ -118,13 +118,7 @@ impl Router {
             return None;
         }
         let request = letter.request;
-        let query = request
-            .query
-            .map(|query| match request.reserved_query_param {
-                Some(reserved) => query_without(query, reserved),
-                None => query.to_owned(),
-            })
-            .filter(|query| !query.is_empty());
+        let query = request.query_text();
         let (payload, content_type) = if request.is_get {
             let query = query.clone().unwrap_or_default();
             (

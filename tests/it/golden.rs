@@ -285,7 +285,7 @@ fn the_schema_rejects_envelopes_that_break_the_contract() {
     );
 
     type Breakage = fn(&mut Value);
-    let breakages: [(&str, Breakage); 17] = [
+    let breakages: [(&str, Breakage); 19] = [
         ("without id", |e| remove(e, "", "id")),
         ("without data", |e| remove(e, "", "data")),
         ("without partitionkey", |e| remove(e, "", "partitionkey")),
@@ -318,6 +318,12 @@ fn the_schema_rejects_envelopes_that_break_the_contract() {
         }),
         ("with time but a null data.event_time", |e| {
             insert(e, "/data", "event_time", Value::Null)
+        }),
+        ("exact but with a raw copy", |e| {
+            insert(e, "/data/original", "raw", Value::from("{}"))
+        }),
+        ("not exact without raw or a privacy mark", |e| {
+            insert(e, "/data/original", "exact", Value::from(false))
         }),
         ("with an unknown encoding", |e| {
             insert(e, "/data/original", "encoding", Value::from("xml"))
@@ -420,6 +426,12 @@ fn the_original_payload_rebuilds_every_fixture_exactly() {
             "{}: strict JSON needs no raw copy",
             fixture.name
         );
+        assert_eq!(
+            pointer(&envelope, "/data/original/exact"),
+            true,
+            "{}",
+            fixture.name
+        );
     }
 
     let fixture = raw_leading_zero_fixture();
@@ -435,6 +447,7 @@ fn the_original_payload_rebuilds_every_fixture_exactly() {
         Some(body),
         "raw is the body byte for byte"
     );
+    assert_eq!(pointer(&envelope, "/data/original/exact"), false);
     assert_eq!(pointer(&envelope, "/data/fields/callerid"), "04471000000");
     assert_eq!(
         pointer(&envelope, "/data/original/payload/callerid"),
@@ -485,12 +498,86 @@ fn the_encoding_changes_nothing_but_the_original() {
                 text(&pairs),
                 "{name}: {encoding} payload is the text pairs"
             );
-            assert!(
-                envelope.pointer("/data/original/raw").is_none(),
-                "{name}: {encoding}"
+            assert_eq!(
+                pointer(envelope, "/data/original/raw").as_str(),
+                Some(form_encoded(&object_of(&fixture)).as_str()),
+                "{name}: {encoding} raw is the text as sent"
             );
+            assert_eq!(pointer(envelope, "/data/original/exact"), false, "{name}");
         }
     }
+}
+
+/// A form or query keeps its exact text: percent-encoding, `+`, `k` against `k=`, empty
+/// pairs and the order of repeated keys, none of which the decoded fields can tell.
+#[test]
+fn form_and_query_originals_keep_the_text_as_sent() {
+    let text = "type=event&status=answered&cmiuuid=leg%2D1&to=%2B91+98&to=0045&k&k2=&&custom=a%20b";
+    for envelope in [
+        envelope(&post_form(text.as_bytes())),
+        envelope(&get_query(&format!("token=secret&{text}"))),
+    ] {
+        assert_eq!(pointer(&envelope, "/data/original/raw"), text);
+        assert_eq!(pointer(&envelope, "/data/original/exact"), false);
+        assert_eq!(
+            pointer(&envelope, "/data/original/payload/to"),
+            &serde_json::json!(["+91 98", "0045"])
+        );
+        assert!(envelope.pointer("/data/original/query").is_none());
+    }
+}
+
+/// A POST's query parameters are kept exactly (without the bridge's token) next to its body,
+/// and do not become fields.
+#[test]
+fn a_posts_query_string_is_kept_in_the_original() {
+    let request = RawRequest {
+        query: Some("token=secret&line=chub%20india&b"),
+        ..post_json(br#"{"type":"event","status":"answered","cmiuuid":"leg-1"}"#)
+    };
+    let envelope = envelope(&request);
+    assert_eq!(
+        pointer(&envelope, "/data/original/query"),
+        "line=chub%20india&b"
+    );
+    assert_eq!(pointer(&envelope, "/data/original/exact"), true);
+    assert!(envelope.pointer("/data/fields/line").is_none());
+    let errors = schema_errors(&schema_validator(), &envelope);
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+/// A body that repeats a key would make the envelope repeat it (RFC 8259: receivers then
+/// behave unpredictably): the payload holds each key once, at its last value, `raw` the body.
+#[test]
+fn a_body_with_repeated_keys_never_repeats_a_key_in_the_envelope() {
+    let body = br#"{"type":"event","status":"started","status":"answered","cmiuuid":"leg-1","custom":{"a":1,"a":2.50}}"#;
+    let bytes = envelope_bytes(&post_json(body), received_at());
+    let envelope = parse(&bytes);
+    assert_eq!(
+        text(&envelope).as_bytes(),
+        &bytes[..],
+        "parsed and written again, the envelope is unchanged: no key appears twice"
+    );
+    assert_eq!(
+        text(pointer(&envelope, "/data/original/payload")),
+        r#"{"type":"event","status":"answered","cmiuuid":"leg-1","custom":{"a":2.50}}"#
+    );
+    assert_eq!(
+        pointer(&envelope, "/data/original/raw")
+            .as_str()
+            .map(str::as_bytes),
+        Some(&body[..])
+    );
+    assert_eq!(pointer(&envelope, "/data/original/exact"), false);
+    assert_eq!(pointer(&envelope, "/data/status"), "answered");
+    assert_eq!(
+        pointer(&envelope, "/data/warnings")
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let errors = schema_errors(&schema_validator(), &envelope);
+    assert!(errors.is_empty(), "{errors:?}");
 }
 
 #[test]
