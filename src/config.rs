@@ -342,10 +342,11 @@ fn weakens_tls(key: &str, value: &str) -> bool {
 /// librdkafka's default `message.max.bytes`.
 const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
 
-/// The largest envelope a body of `body_limit` bytes makes: the payload twice (`data.fields`
-/// and `data.original`) and under 4 KiB of attributes and headers.
+/// The largest envelope a body of `body_limit` bytes makes: the payload three times
+/// (`data.fields`, `data.original.payload` and, for a form or a body that repeats a key, its
+/// exact text in `data.original.raw`) and under 4 KiB of attributes and headers.
 fn envelope_bound(body_limit: usize) -> usize {
-    body_limit.saturating_mul(2).saturating_add(4 * 1024)
+    body_limit.saturating_mul(3).saturating_add(4 * 1024)
 }
 
 impl Default for KafkaSettings {
@@ -1155,12 +1156,12 @@ impl Settings {
         if envelope_bound(self.server.body_limit_bytes) > message_max_bytes {
             return invalid(format!(
                 "server.body_limit_bytes: a body of {} bytes can make an envelope of {} bytes \
-                 (2 x body + 4 KiB), more than Kafka's message.max.bytes ({message_max_bytes}); \
+                 (3 x body + 4 KiB), more than Kafka's message.max.bytes ({message_max_bytes}); \
                  lower the body limit to at most {}, or raise kafka.properties.\
                  \"message.max.bytes\" (and the topics' max.message.bytes)",
                 self.server.body_limit_bytes,
                 envelope_bound(self.server.body_limit_bytes),
-                message_max_bytes.saturating_sub(4 * 1024) / 2
+                message_max_bytes.saturating_sub(4 * 1024) / 3
             ));
         }
         let positive = [
@@ -2035,8 +2036,8 @@ mod tests {
 
     #[test]
     fn the_body_limit_must_fit_kafkas_message_size() {
-        // (1,000,000 - 4,096) / 2: the largest body whose envelope fits librdkafka's default.
-        let largest = 497_952;
+        // (1,000,000 - 4,096) / 3: the largest body whose envelope fits librdkafka's default.
+        let largest = 331_968;
         Jail::expect_with(|jail| {
             jail.set_env("TELECMI_BRIDGE_SERVER__BODY_LIMIT_BYTES", largest);
             Settings::load(&sources()).expect("fits");
