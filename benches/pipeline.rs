@@ -10,7 +10,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use serde_json::Value;
 use telecmi_bridge::config::RoutingSettings;
 use telecmi_bridge::pipeline::{
-    Decoded, Envelope, RawRequest, Router, decode, normalise, to_envelope,
+    Decoded, Envelope, EnvelopeAttributes, RawRequest, Router, decode, normalise, to_envelope,
 };
 use time::OffsetDateTime;
 
@@ -85,7 +85,7 @@ fn process(router: &Router, body: &Body, received_at: OffsetDateTime) -> usize {
     let request = raw_request(body);
     let decoded = decode(&request).expect("fixtures decode");
     let (normalised, envelope) =
-        to_envelope("urn:telecmi-bridge", decoded, received_at).expect("envelope");
+        to_envelope(&EnvelopeAttributes::default(), decoded, received_at).expect("envelope");
     router
         .route(&normalised, Bytes::from(envelope), received_at)
         .len()
@@ -141,6 +141,7 @@ fn pipeline(criterion: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    let attributes = EnvelopeAttributes::default();
     steps.bench_function("envelope", |bench| {
         bench.iter(|| {
             decoded
@@ -148,7 +149,7 @@ fn pipeline(criterion: &mut Criterion) {
                 .zip(&normalised)
                 .map(|(decoded, normalised)| {
                     Envelope::new(
-                        "urn:telecmi-bridge",
+                        &attributes,
                         decoded.encoding,
                         &decoded.original,
                         normalised,

@@ -990,12 +990,16 @@ impl Serialize for SecretValue {
 pub struct EnvelopeSettings {
     /// CloudEvents `source` of every envelope.
     pub source: String,
+    /// Where consumers fetch the schemas: `dataschema` is this followed by the file name of
+    /// the schema of `data` (`data.v2.schema.json`).
+    pub dataschema_base: String,
 }
 
 impl Default for EnvelopeSettings {
     fn default() -> Self {
         Self {
             source: "urn:telecmi-bridge".to_owned(),
+            dataschema_base: "http://localhost:9090/schemas/".to_owned(),
         }
     }
 }
@@ -1358,6 +1362,19 @@ impl Settings {
                 "envelope.source: {source:?} is not a URI reference (CloudEvents `source`)"
             ));
         }
+        let base = &self.envelope.dataschema_base;
+        let has_scheme = base.split_once(':').is_some_and(|(scheme, _)| {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        });
+        if !has_scheme || base.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return invalid(format!(
+                "envelope.dataschema_base: {base:?} is not an absolute URI (CloudEvents \
+                 `dataschema`), e.g. \"https://schemas.example.com/telecmi-bridge/\""
+            ));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
             return invalid(format!(
                 "logging.level: {:?} is not a tracing filter directive",
@@ -1661,6 +1678,33 @@ mod tests {
             assert!(!error.contains("0123456789abcdef-unchecked"), "{error}");
             jail.set_env("TELECMI_BRIDGE_AUTH__REQUIRED", "true");
             Settings::load(&sources()).expect("valid");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_dataschema_base_must_be_an_absolute_uri() {
+        for refused in ["schemas/", "http://host/a b/", "", "1http://host/"] {
+            Jail::expect_with(|jail| {
+                jail.set_env("TELECMI_BRIDGE_ENVELOPE__DATASCHEMA_BASE", refused);
+                let error = Settings::load(&sources()).unwrap_err().to_string();
+                assert!(
+                    error.contains("envelope.dataschema_base"),
+                    "{refused}: {error}"
+                );
+                Ok(())
+            });
+        }
+        Jail::expect_with(|jail| {
+            jail.set_env(
+                "TELECMI_BRIDGE_ENVELOPE__DATASCHEMA_BASE",
+                "https://schemas.example.com/telecmi-bridge/",
+            );
+            let settings = Settings::load(&sources()).expect("valid");
+            assert_eq!(
+                settings.envelope.dataschema_base,
+                "https://schemas.example.com/telecmi-bridge/"
+            );
             Ok(())
         });
     }

@@ -16,7 +16,9 @@ use super::error::ApiError;
 use super::rate_limit::RateLimit;
 use super::signature::Signature;
 use super::source::SourcePolicy;
-use crate::pipeline::{DeadLetter, Privacy, RawRequest, Router, decode, to_records};
+use crate::pipeline::{
+    DeadLetter, EnvelopeAttributes, Privacy, RawRequest, Router, decode, to_records,
+};
 use crate::publish::dedup::Dedup;
 use crate::publish::{Publisher, Receipt};
 
@@ -32,7 +34,7 @@ pub struct IngestState {
     pub signature: Option<Arc<Signature>>,
     pub rate_limit: Option<Arc<RateLimit>>,
     pub privacy: Option<Arc<Privacy>>,
-    pub source: Arc<str>,
+    pub attributes: Arc<EnvelopeAttributes>,
     pub body_limit: usize,
     pub retry_after_seconds: u32,
 }
@@ -196,7 +198,7 @@ pub async fn ingest(
     let (normalised, records) = to_records(
         decoded,
         state.privacy.as_deref(),
-        &state.source,
+        &state.attributes,
         &state.router,
         received_at,
     )

@@ -1,6 +1,7 @@
 //! Envelope: the public contract. A CloudEvents 1.0 event in structured JSON mode whose `data`
 //! holds the normalised view and the original payload. `schema/envelope.v2.schema.json`
-//! describes it; the golden files under `tests/golden/` pin it.
+//! describes it, `schema/data.v2.schema.json` its `data`; the golden files under
+//! `tests/golden/` pin it.
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -11,10 +12,35 @@ use time::macros::format_description;
 
 use super::decode::{Encoding, Original, OriginalPayload};
 use super::normalise::{ConversationSource, Kind, Normalised};
+use crate::config::EnvelopeSettings;
+
+/// The attributes every envelope of one deployment shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvelopeAttributes {
+    source: String,
+    dataschema: String,
+}
+
+impl EnvelopeAttributes {
+    pub fn new(settings: &EnvelopeSettings) -> Self {
+        Self {
+            source: settings.source.clone(),
+            dataschema: format!("{}{DATA_SCHEMA_FILE}", settings.dataschema_base),
+        }
+    }
+}
+
+impl Default for EnvelopeAttributes {
+    fn default() -> Self {
+        Self::new(&EnvelopeSettings::default())
+    }
+}
 
 /// Bumped on any change a consumer could notice; carried in the event and in a Kafka header.
 pub const ENVELOPE_VERSION: &str = "2";
-pub const DATA_SCHEMA: &str = "urn:telecmi-bridge:schema:envelope:2";
+/// The schema files (in `schema/`, served by the admin listener under `/schemas/`).
+pub const ENVELOPE_SCHEMA_FILE: &str = "envelope.v2.schema.json";
+pub const DATA_SCHEMA_FILE: &str = "data.v2.schema.json";
 pub const CLOUDEVENTS_CONTENT_TYPE: &str = "application/cloudevents+json; charset=utf-8";
 
 #[derive(Serialize)]
@@ -28,7 +54,7 @@ pub struct Envelope<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     time: Option<String>,
     datacontenttype: &'static str,
-    dataschema: &'static str,
+    dataschema: &'a str,
     envelopeversion: &'static str,
     partitionkey: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,7 +105,7 @@ impl<'a> Envelope<'a> {
     /// `encoding` and `original` are what [`Decoded`](super::Decoded) kept once its fields
     /// moved into normalisation.
     pub fn new(
-        source: &'a str,
+        attributes: &'a EnvelopeAttributes,
         encoding: Encoding,
         original: &'a Original,
         normalised: &'a Normalised,
@@ -93,7 +119,7 @@ impl<'a> Envelope<'a> {
         Self {
             specversion: "1.0",
             id: normalised.id.to_string(),
-            source,
+            source: &attributes.source,
             event_type: match normalised.kind {
                 Kind::Event => "com.telecmi.call.event",
                 Kind::Cdr => "com.telecmi.call.cdr",
@@ -101,7 +127,7 @@ impl<'a> Envelope<'a> {
             subject: &normalised.conversation_id,
             time: event_time.clone(),
             datacontenttype: "application/json",
-            dataschema: DATA_SCHEMA,
+            dataschema: &attributes.dataschema,
             envelopeversion: ENVELOPE_VERSION,
             partitionkey: &normalised.conversation_id,
             telecmistatus: normalised.status.as_deref(),

@@ -8,7 +8,7 @@ pub mod privacy;
 pub mod route;
 
 pub use decode::{Decoded, Encoding, Original, OriginalPayload, RawRequest, decode};
-pub use envelope::{ENVELOPE_VERSION, Envelope};
+pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeAttributes};
 pub use normalise::{Kind, Normalised, normalise};
 pub use privacy::Privacy;
 pub use route::{DeadLetter, OutboundRecord, Router};
@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 /// Normalise and envelope a decoded payload: its fields move into the normalised view, and the
 /// envelope is serialised once, as published.
 pub fn to_envelope(
-    source: &str,
+    attributes: &EnvelopeAttributes,
     decoded: Decoded,
     received_at: OffsetDateTime,
 ) -> serde_json::Result<(Normalised, Vec<u8>)> {
@@ -33,7 +33,7 @@ pub fn to_envelope(
         normalised.warnings.splice(0..0, warnings);
     }
     let envelope =
-        Envelope::new(source, encoding, &original, &normalised, received_at).to_bytes()?;
+        Envelope::new(attributes, encoding, &original, &normalised, received_at).to_bytes()?;
     Ok((normalised, envelope))
 }
 
@@ -42,7 +42,7 @@ pub fn to_envelope(
 pub fn to_records(
     decoded: Decoded,
     privacy: Option<&Privacy>,
-    source: &str,
+    attributes: &EnvelopeAttributes,
     router: &Router,
     received_at: OffsetDateTime,
 ) -> serde_json::Result<(Normalised, Vec<OutboundRecord>)> {
@@ -50,7 +50,7 @@ pub fn to_records(
         Some(privacy) => privacy.apply(decoded),
         None => decoded,
     };
-    let (normalised, envelope) = to_envelope(source, decoded, received_at)?;
+    let (normalised, envelope) = to_envelope(attributes, decoded, received_at)?;
     let records = router.route(&normalised, bytes::Bytes::from(envelope), received_at);
     Ok((normalised, records))
 }

@@ -8,14 +8,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
-use telecmi_bridge::pipeline::{RawRequest, decode, to_envelope};
+use telecmi_bridge::pipeline::{EnvelopeAttributes, RawRequest, decode, to_envelope};
 use time::OffsetDateTime;
 
 use crate::fixtures::{
     Fixture, as_text_pairs, form_encoded, json_fixtures, raw_leading_zero_fixture,
 };
 
-const SOURCE: &str = "urn:telecmi-bridge";
 const RECEIVED_AT_UNIX: i64 = 1_700_000_000;
 
 /// The documented events that are genuinely the same event (same kind, status, cmiuuid, leg
@@ -41,6 +40,47 @@ fn golden_dir() -> PathBuf {
 
 fn schema_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema/envelope.v2.schema.json")
+}
+
+fn data_schema_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema/data.v2.schema.json")
+}
+
+const DATA_SCHEMA_ID: &str = "urn:telecmi-bridge:schema:data:2";
+
+fn read_schema(path: &Path) -> Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
+    if let Err(error) = jsonschema::meta::validate(&schema) {
+        panic!("{} is not a valid JSON Schema: {error}", path.display());
+    }
+    schema
+}
+
+/// Resolves the envelope schema's references to the schema of `data`, from the repository.
+struct DataSchema;
+
+impl jsonschema::Retrieve for DataSchema {
+    fn retrieve(
+        &self,
+        uri: &jsonschema::Uri<String>,
+    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        if uri.as_str() == DATA_SCHEMA_ID {
+            Ok(read_schema(&data_schema_path()))
+        } else {
+            Err(format!("no schema {uri} in schema/").into())
+        }
+    }
+}
+
+fn validator_of(schema: &Value) -> jsonschema::Validator {
+    jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .should_ignore_unknown_formats(false)
+        .with_retriever(DataSchema)
+        .build(schema)
+        .unwrap_or_else(|error| panic!("the schema does not compile: {error}"))
 }
 
 fn updating() -> bool {
@@ -84,7 +124,7 @@ fn get_query(query: &str) -> RawRequest<'_> {
 /// The envelope bytes exactly as the bridge publishes them.
 fn envelope_bytes(request: &RawRequest<'_>, received_at: OffsetDateTime) -> Vec<u8> {
     let decoded = decode(request).unwrap_or_else(|error| panic!("decode: {error}"));
-    to_envelope(SOURCE, decoded, received_at)
+    to_envelope(&EnvelopeAttributes::default(), decoded, received_at)
         .expect("envelope serialises")
         .1
 }
@@ -154,16 +194,31 @@ fn pretty(envelope: &Value) -> String {
 }
 
 fn schema_validator() -> jsonschema::Validator {
-    let text = std::fs::read_to_string(schema_path()).expect("schema/envelope.v2.schema.json");
-    let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
-    if let Err(error) = jsonschema::meta::validate(&schema) {
-        panic!("the schema is not a valid JSON Schema: {error}");
+    validator_of(&read_schema(&schema_path()))
+}
+
+/// `dataschema` names the schema `data` adheres to: every golden envelope's `data` validates
+/// against the schema of `data` alone, whose `$id` the envelope schema refers to, and
+/// `dataschema` is the default base followed by its file name.
+#[test]
+fn every_envelopes_data_validates_against_the_data_schema_alone() {
+    let data_schema = read_schema(&data_schema_path());
+    assert_eq!(data_schema["$id"], DATA_SCHEMA_ID);
+    let validator = validator_of(&data_schema);
+    for fixture in all_fixtures() {
+        let envelopes = three_ways(&fixture);
+        for envelope in [&envelopes.json, &envelopes.form, &envelopes.query] {
+            let errors = schema_errors(&validator, pointer(envelope, "/data"));
+            assert!(errors.is_empty(), "{}: {errors:?}", fixture.name);
+            assert_eq!(
+                pointer(envelope, "/dataschema"),
+                "http://localhost:9090/schemas/data.v2.schema.json"
+            );
+        }
     }
-    jsonschema::draft202012::options()
-        .should_validate_formats(true)
-        .should_ignore_unknown_formats(false)
-        .build(&schema)
-        .unwrap_or_else(|error| panic!("the schema does not compile: {error}"))
+    let mut broken = envelope(&post_json(&all_fixtures()[0].body));
+    insert(&mut broken, "/data", "kind", Value::from("call"));
+    assert!(!validator.is_valid(pointer(&broken, "/data")));
 }
 
 fn schema_errors(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
@@ -285,7 +340,7 @@ fn the_schema_rejects_envelopes_that_break_the_contract() {
     );
 
     type Breakage = fn(&mut Value);
-    let breakages: [(&str, Breakage); 19] = [
+    let breakages: [(&str, Breakage); 20] = [
         ("without id", |e| remove(e, "", "id")),
         ("without data", |e| remove(e, "", "data")),
         ("without partitionkey", |e| remove(e, "", "partitionkey")),
@@ -328,8 +383,16 @@ fn the_schema_rejects_envelopes_that_break_the_contract() {
         ("with an unknown encoding", |e| {
             insert(e, "/data/original", "encoding", Value::from("xml"))
         }),
-        ("with another dataschema", |e| {
-            insert(e, "", "dataschema", Value::from("urn:other"))
+        ("with a dataschema naming another schema", |e| {
+            insert(
+                e,
+                "",
+                "dataschema",
+                Value::from("https://example.com/envelope.v2.schema.json"),
+            )
+        }),
+        ("with a dataschema that is not a URI", |e| {
+            insert(e, "", "dataschema", Value::from("data.v2.schema.json"))
         }),
         ("with a control character in subject", |e| {
             insert(e, "", "subject", Value::from("call\u{0}1"))
@@ -666,7 +729,7 @@ fn ids_survive_a_resend_and_differ_between_different_events() {
 mod properties {
     use proptest::prelude::*;
     use serde_json::{Map, Value};
-    use telecmi_bridge::pipeline::{RawRequest, decode, to_envelope};
+    use telecmi_bridge::pipeline::{EnvelopeAttributes, RawRequest, decode, to_envelope};
 
     use super::{envelope_bytes, parse, pointer, post_form, post_json, received_at, text};
 
@@ -800,7 +863,7 @@ mod properties {
                 reserved_query_param: Some("token"),
             };
             if let Ok(decoded) = decode(&request) {
-                let (_, bytes) = to_envelope("urn:test", decoded, received_at())
+                let (_, bytes) = to_envelope(&EnvelopeAttributes::default(), decoded, received_at())
                     .expect("an accepted payload always makes an envelope");
                 prop_assert!(serde_json::from_slice::<Value>(&bytes).is_ok());
             }

@@ -20,6 +20,7 @@ mod record_time;
 mod redaction;
 mod rejections;
 mod scenarios;
+mod schemas;
 mod spool;
 mod tls;
 mod trust;
