@@ -5,6 +5,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::RejectReason;
+use super::warning::{Warning, WarningCode};
 
 /// How the payload reached us. Part of the envelope contract (`data.original.encoding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -82,7 +83,7 @@ pub struct Decoded {
     pub fields: Map<String, Value>,
     pub original: Original,
     /// What decoding had to assume, for the envelope's warnings.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
 }
 
 /// The warning of a JSON object sent with a form content type (what `curl -d @file.json`
@@ -114,7 +115,10 @@ pub fn decode(request: &RawRequest<'_>) -> Result<Decoded, RejectReason> {
         BodyKind::Json => decode_json(request.body)?,
         BodyKind::Form if starts_like_json_object(request.body) => {
             let mut decoded = decode_json(request.body)?;
-            decoded.warnings.push(JSON_LABELLED_AS_FORM.to_owned());
+            decoded.warnings.push(Warning::new(
+                WarningCode::JsonLabelledAsForm,
+                JSON_LABELLED_AS_FORM,
+            ));
             decoded
         }
         BodyKind::Form => decode_pairs(request.body, Encoding::Form, None)?,
@@ -191,7 +195,7 @@ fn decode_json(body: &[u8]) -> Result<Decoded, RejectReason> {
     let has_duplicate_keys = serde_json::from_str::<DuplicateKeys>(payload.get())
         .is_ok_and(|DuplicateKeys(found)| found);
     let (payload, raw) = if has_duplicate_keys {
-        warnings.push(DUPLICATE_KEYS.to_owned());
+        warnings.push(Warning::new(WarningCode::DuplicateKeys, DUPLICATE_KEYS));
         let rebuilt = serde_json::value::to_raw_value(&fields)
             .map_err(|error| RejectReason::MalformedJson(error.to_string()))?;
         (rebuilt, Some(raw.unwrap_or_else(|| text.to_owned())))
@@ -431,6 +435,14 @@ fn form_decode(encoded: &[u8]) -> Result<String, RejectReason> {
 mod tests {
     use super::*;
 
+    fn codes(decoded: &Decoded) -> Vec<WarningCode> {
+        decoded
+            .warnings
+            .iter()
+            .map(|warning| warning.code)
+            .collect()
+    }
+
     fn post(content_type: Option<&'static str>, body: &'static [u8]) -> RawRequest<'static> {
         RawRequest {
             is_get: false,
@@ -457,7 +469,7 @@ mod tests {
             decoded.original.raw.as_deref().map(str::as_bytes),
             Some(&body[..])
         );
-        assert_eq!(decoded.warnings, [DUPLICATE_KEYS]);
+        assert_eq!(codes(&decoded), [WarningCode::DuplicateKeys]);
         assert_eq!(decoded.fields["a"], serde_json::json!(2));
         assert_eq!(
             decoded.fields["n"].to_string(),
@@ -535,7 +547,7 @@ mod tests {
         assert_eq!(decoded.encoding, Encoding::Json);
         assert_eq!(decoded.fields["status"], "answered");
         assert_eq!(decoded.fields["to"], "a&b=c");
-        assert_eq!(decoded.warnings, [JSON_LABELLED_AS_FORM]);
+        assert_eq!(codes(&decoded), [WarningCode::JsonLabelledAsForm]);
         assert!(matches!(
             decode(&post(form, b"{\"type\":\"event\"")).unwrap_err(),
             RejectReason::MalformedJson(_)
@@ -587,7 +599,7 @@ mod tests {
         assert!(exact.warnings.is_empty());
         let nested = decode(&post(None, br#"{"a": {"b": 1, "c": [{"b": 2, "b": 3}]}}"#)).unwrap();
         assert!(!nested.original.is_exact());
-        assert_eq!(nested.warnings, [DUPLICATE_KEYS]);
+        assert_eq!(codes(&nested), [WarningCode::DuplicateKeys]);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use time::macros::format_description;
 
 use super::decode::{Encoding, Original, OriginalPayload};
 use super::normalise::{ConversationSource, Kind, Normalised};
+use super::warning::Warning;
 use crate::config::EnvelopeSettings;
 
 /// The attributes every envelope of one deployment shares.
@@ -76,7 +77,9 @@ struct Data<'a> {
     event_time: Option<String>,
     received_at: String,
     fields: &'a Map<String, Value>,
-    warnings: &'a [String],
+    /// Documented fields whose value could not take its type, as sent.
+    unconverted: &'a Map<String, Value>,
+    warnings: &'a [Warning],
     original: OriginalView<'a>,
 }
 
@@ -144,6 +147,7 @@ impl<'a> Envelope<'a> {
                 event_time,
                 received_at: rfc3339(received_at),
                 fields: &normalised.fields,
+                unconverted: &normalised.unconverted,
                 warnings: &normalised.warnings,
                 original: OriginalView {
                     encoding,

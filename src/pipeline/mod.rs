@@ -6,12 +6,14 @@ pub mod envelope;
 pub mod normalise;
 pub mod privacy;
 pub mod route;
+pub mod warning;
 
 pub use decode::{Decoded, Encoding, Original, OriginalPayload, RawRequest, decode};
 pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeAttributes};
 pub use normalise::{Kind, Normalised, normalise};
 pub use privacy::Privacy;
 pub use route::{DeadLetter, OutboundRecord, Router};
+pub use warning::{Warning, WarningCode};
 
 use time::OffsetDateTime;
 

@@ -7,6 +7,8 @@ use serde_json::{Map, Number, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::warning::{Warning, WarningCode};
+
 /// Namespace of the deterministic event ids. Changing it changes every id: it is part of the
 /// envelope contract, like the name layouts in [`event_id`].
 pub const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a8e_4b7d_5e3a_9c21_0d8e_7f6a_5b43);
@@ -52,7 +54,10 @@ pub struct Normalised {
     pub app_id: Option<String>,
     pub event_time: Option<OffsetDateTime>,
     pub fields: Map<String, Value>,
-    pub warnings: Vec<String>,
+    /// Documented fields whose value cannot take the field's type, as sent: moved out of
+    /// `fields`, so that every documented field there has its one type.
+    pub unconverted: Map<String, Value>,
+    pub warnings: Vec<Warning>,
 }
 
 /// How a documented field is typed in the normalised view.
@@ -133,7 +138,7 @@ pub fn normalise(fields: Map<String, Value>) -> Normalised {
     let call_leg_id = fields
         .get("cmiuuid")
         .or_else(|| fields.get("cmiuid"))
-        .map(|value| coerce("cmiuuid", value.clone(), Rule::Text, &mut Vec::new()))
+        .and_then(|value| coerce(value.clone(), Rule::Text).ok())
         .as_ref()
         .and_then(attribute_text)
         .map(Cow::into_owned);
@@ -144,17 +149,37 @@ pub fn normalise(fields: Map<String, Value>) -> Normalised {
 
     // In place: most keys keep their name and position, so the map is not rebuilt.
     let mut normalised = fields;
+    let mut unconvertible = Vec::new();
     for (key, value) in normalised.iter_mut() {
         let canonical = canonical_key(key);
         if let Some((_, differs)) = shadowed_aliases.iter().find(|(alias, _)| alias == key) {
             if *differs {
-                warnings.push(format!("{key} differs from {canonical}; kept {canonical}"));
+                warnings.push(Warning::on_field(
+                    WarningCode::AliasConflict,
+                    key,
+                    format!("{key} differs from {canonical}; kept {canonical}"),
+                ));
             }
             continue;
         }
         if let Some(rule) = rule_for(canonical) {
-            *value = coerce(canonical, std::mem::take(value), rule, &mut warnings);
+            match coerce(std::mem::take(value), rule) {
+                Ok(coerced) => *value = coerced,
+                Err(as_sent) => {
+                    warnings.push(Warning::on_field(
+                        WarningCode::UnconvertibleValue,
+                        key,
+                        format!("{key} cannot be converted to its type; moved to unconverted"),
+                    ));
+                    unconvertible.push((key.clone(), as_sent));
+                }
+            }
         }
+    }
+    let mut unconverted = Map::new();
+    for (key, as_sent) in unconvertible {
+        normalised.shift_remove(&key);
+        unconverted.insert(canonical_key(&key).to_owned(), as_sent);
     }
     for (alias, canonical) in ALIASES {
         if shadowed_aliases
@@ -175,9 +200,13 @@ pub fn normalise(fields: Map<String, Value>) -> Normalised {
             .and_then(Value::as_str)
             .is_some_and(|text| !text.chars().all(allowed_in_attribute))
         {
-            warnings.push(format!(
-                "{key} has characters CloudEvents forbids in attribute values (control \
-                 characters, noncharacters); removed from the normalised value"
+            warnings.push(Warning::on_field(
+                WarningCode::AttributeCharactersRemoved,
+                key,
+                format!(
+                    "{key} has characters CloudEvents forbids in attribute values (control \
+                     characters, noncharacters); removed from the normalised value"
+                ),
             ));
         }
     }
@@ -228,6 +257,7 @@ pub fn normalise(fields: Map<String, Value>) -> Normalised {
         call_leg_id,
         event_time,
         fields: normalised,
+        unconverted,
         warnings,
     }
 }
@@ -272,7 +302,8 @@ enum Coerced {
     Unexpected,
 }
 
-fn coerce(key: &str, value: Value, rule: Rule, warnings: &mut Vec<String>) -> Value {
+/// The value in its rule's type, or the value as sent when it cannot take it.
+fn coerce(value: Value, rule: Rule) -> Result<Value, Value> {
     let coerced = match (rule, &value) {
         (_, Value::Null) => Coerced::AsSent,
         (Rule::Text, Value::String(_)) => Coerced::AsSent,
@@ -305,12 +336,9 @@ fn coerce(key: &str, value: Value, rule: Rule, warnings: &mut Vec<String>) -> Va
         _ => Coerced::Unexpected,
     };
     match coerced {
-        Coerced::AsSent => value,
-        Coerced::Into(coerced) => coerced,
-        Coerced::Unexpected => {
-            warnings.push(format!("{key} has an unexpected type; kept as sent"));
-            value
-        }
+        Coerced::AsSent => Ok(value),
+        Coerced::Into(coerced) => Ok(coerced),
+        Coerced::Unexpected => Err(value),
     }
 }
 
@@ -331,7 +359,7 @@ fn parse_bool(text: &str) -> Option<bool> {
 /// `time` is epoch milliseconds in every documented sample; other TeleCMI payloads use epoch
 /// seconds. The magnitude tells them apart: below 10^11 is seconds (10^11 ms is 1973, 10^11 s
 /// is the year 5138), and micro- and nanoseconds are recognised the same way.
-fn event_time(time: Option<&Value>, warnings: &mut Vec<String>) -> Option<OffsetDateTime> {
+fn event_time(time: Option<&Value>, warnings: &mut Vec<Warning>) -> Option<OffsetDateTime> {
     let value = time.filter(|value| !value.is_null())?;
     let parsed = match value {
         Value::Number(number) => number.as_i64().and_then(|raw| {
@@ -350,7 +378,11 @@ fn event_time(time: Option<&Value>, warnings: &mut Vec<String>) -> Option<Offset
         _ => None,
     };
     if parsed.is_none() {
-        warnings.push("time is not an epoch timestamp or RFC 3339 time".to_owned());
+        warnings.push(Warning::on_field(
+            WarningCode::UnusableTime,
+            "time",
+            "time is not an epoch timestamp or RFC 3339 time",
+        ));
     }
     parsed
 }
@@ -476,14 +508,37 @@ mod tests {
     }
 
     #[test]
-    fn wrong_types_are_kept_and_warned_about() {
+    fn wrong_types_move_to_unconverted_with_a_coded_warning() {
         let normalised = normalise(fields(json!({
-            "answeredsec": "eleven", "record": [1], "from": {"x": 1}, "time": -5
+            "answeredsec": "eleven", "record": [1], "from": {"x": 1}, "time": -5, "appid": [7]
         })));
-        assert_eq!(normalised.fields["answeredsec"], "eleven");
-        assert_eq!(normalised.fields["record"], json!([1]));
-        assert_eq!(normalised.fields["from"], json!({"x": 1}));
-        assert_eq!(normalised.warnings.len(), 4, "{:?}", normalised.warnings);
+        assert_eq!(
+            Value::Object(normalised.unconverted.clone()),
+            json!({"answeredsec": "eleven", "record": [1], "from": {"x": 1}, "app_id": [7]})
+        );
+        for key in ["answeredsec", "record", "from", "app_id", "appid"] {
+            assert!(!normalised.fields.contains_key(key), "{key} left in fields");
+        }
+        let coded: Vec<(WarningCode, Option<&str>)> = normalised
+            .warnings
+            .iter()
+            .map(|warning| (warning.code, warning.field.as_deref()))
+            .collect();
+        assert_eq!(
+            coded,
+            [
+                (WarningCode::UnconvertibleValue, Some("answeredsec")),
+                (WarningCode::UnconvertibleValue, Some("record")),
+                (WarningCode::UnconvertibleValue, Some("from")),
+                (WarningCode::UnconvertibleValue, Some("appid")),
+                (WarningCode::UnusableTime, Some("time")),
+            ]
+        );
+        assert_eq!(
+            normalised.fields["time"],
+            json!(-5),
+            "an integer, if unusable"
+        );
         assert_eq!(normalised.event_time, None);
     }
 
@@ -535,10 +590,10 @@ mod tests {
         assert_eq!(normalised.fields["conversation_uuid"], "conv\u{0}-1");
         for key in ["status", "conversation_uuid", "cmiuuid", "app_id"] {
             assert!(
-                normalised
-                    .warnings
-                    .iter()
-                    .any(|warning| warning.starts_with(&format!("{key} has characters"))),
+                normalised.warnings.iter().any(|warning| {
+                    warning.code == WarningCode::AttributeCharactersRemoved
+                        && warning.field.as_deref() == Some(key)
+                }),
                 "{key}: {:?}",
                 normalised.warnings
             );

@@ -340,7 +340,7 @@ fn the_schema_rejects_envelopes_that_break_the_contract() {
     );
 
     type Breakage = fn(&mut Value);
-    let breakages: [(&str, Breakage); 20] = [
+    let breakages: [(&str, Breakage); 22] = [
         ("without id", |e| remove(e, "", "id")),
         ("without data", |e| remove(e, "", "data")),
         ("without partitionkey", |e| remove(e, "", "partitionkey")),
@@ -394,6 +394,17 @@ fn the_schema_rejects_envelopes_that_break_the_contract() {
         ("with a dataschema that is not a URI", |e| {
             insert(e, "", "dataschema", Value::from("data.v2.schema.json"))
         }),
+        ("with a documented field of another type", |e| {
+            insert(e, "/data/fields", "answeredsec", Value::from("eleven"))
+        }),
+        ("with a warning without a code", |e| {
+            insert(
+                e,
+                "/data",
+                "warnings",
+                serde_json::json!([{"field": null, "message": "x"}]),
+            )
+        }),
         ("with a control character in subject", |e| {
             insert(e, "", "subject", Value::from("call\u{0}1"))
         }),
@@ -413,6 +424,31 @@ fn the_schema_rejects_envelopes_that_break_the_contract() {
             "an envelope {what} passes the schema"
         );
     }
+}
+
+/// Every documented field has one type: a value that cannot take it moves, as sent, to
+/// `data.unconverted`, with a coded warning, and the envelope still validates.
+#[test]
+fn a_value_that_cannot_take_its_type_moves_to_unconverted() {
+    let body = br#"{"type":"cdr","status":"answered","cmiuuid":"leg-1","answeredsec":"eleven","record":"maybe","billedsec":"7"}"#;
+    let envelope = envelope(&post_json(body));
+    let errors = schema_errors(&schema_validator(), &envelope);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        pointer(&envelope, "/data/unconverted"),
+        &serde_json::json!({"answeredsec": "eleven", "record": "maybe"})
+    );
+    assert!(envelope.pointer("/data/fields/answeredsec").is_none());
+    assert_eq!(pointer(&envelope, "/data/fields/billedsec"), 7);
+    assert_eq!(
+        pointer(&envelope, "/data/warnings"),
+        &serde_json::json!([
+            {"code": "unconvertible_value", "field": "answeredsec",
+             "message": "answeredsec cannot be converted to its type; moved to unconverted"},
+            {"code": "unconvertible_value", "field": "record",
+             "message": "record cannot be converted to its type; moved to unconverted"}
+        ])
+    );
 }
 
 /// What a payload's control characters would make an invalid CloudEvent is cleaned: the
