@@ -993,6 +993,22 @@ pub struct EnvelopeSettings {
     /// Where consumers fetch the schemas: `dataschema` is this followed by the file name of
     /// the schema of `data` (`data.v2.schema.json`).
     pub dataschema_base: String,
+    /// How much of the payload as sent `data.original` keeps next to `data.fields`.
+    pub original: OriginalMode,
+}
+
+/// What `data.original` keeps: the record size against what a consumer can rebuild.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OriginalMode {
+    /// Lossless: the payload as an object, and its exact text whenever that object is not it.
+    #[default]
+    Full,
+    /// Lossless and smaller: only the exact form of what was sent, the payload object when it
+    /// is the body verbatim, else the text (`raw`) alone.
+    Exact,
+    /// No `data.original`: `data.fields` only, which cannot rebuild the bytes sent.
+    None,
 }
 
 impl Default for EnvelopeSettings {
@@ -1000,6 +1016,7 @@ impl Default for EnvelopeSettings {
         Self {
             source: "urn:telecmi-bridge".to_owned(),
             dataschema_base: "http://localhost:9090/schemas/".to_owned(),
+            original: OriginalMode::Full,
         }
     }
 }

@@ -118,12 +118,18 @@ fn payload_of(line: &str) -> Result<std::borrow::Cow<'_, str>, String> {
     if object.get("specversion").is_none() {
         return Ok(line.into());
     }
-    object
-        .get("data")
-        .and_then(|data| data.get("original"))
-        .and_then(|original| original.get("payload"))
-        .map(|payload| payload.to_string().into())
-        .ok_or_else(|| "an envelope without data.original.payload".to_owned())
+    let original = object.get("data").and_then(|data| data.get("original"));
+    let payload = original.and_then(|original| original.get("payload"));
+    // With `envelope.original = "exact"`, a JSON body that is not kept verbatim has its text alone.
+    let json_text = original
+        .filter(|original| original["encoding"] == "json")
+        .and_then(|original| original.get("raw"))
+        .and_then(Value::as_str);
+    match (payload, json_text) {
+        (Some(payload), _) => Ok(payload.to_string().into()),
+        (None, Some(text)) => Ok(text.to_owned().into()),
+        (None, None) => Err("an envelope without data.original.payload".to_owned()),
+    }
 }
 
 fn lines(
@@ -235,6 +241,24 @@ pub async fn replay(settings: &Settings, options: &ReplayOptions) -> Result<Summ
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With `envelope.original = "exact"`, a body kept as its text alone is replayed from it.
+    #[test]
+    fn an_envelope_keeping_only_the_text_is_replayed_from_it() {
+        let router = Router::new(&Settings::default().routing);
+        let exact = EnvelopeAttributes::new(&crate::config::EnvelopeSettings {
+            original: crate::config::OriginalMode::Exact,
+            ..crate::config::EnvelopeSettings::default()
+        });
+        let payload = r#"{"type":"cdr","status":"answered","cmiuuid":"replay-2","to":1,"to":2}"#;
+        let records = prepare(payload, None, &exact, &router).expect("a payload");
+        let envelope: Value = serde_json::from_slice(&records[0].payload).expect("envelope");
+        assert!(envelope["data"]["original"].get("payload").is_none());
+        let again = prepare(&envelope.to_string(), None, &exact, &router).expect("an envelope");
+        let replayed: Value = serde_json::from_slice(&again[0].payload).expect("envelope");
+        assert_eq!(replayed["id"], envelope["id"]);
+        assert_eq!(replayed["data"]["original"]["raw"], payload);
+    }
 
     #[test]
     fn a_line_is_a_payload_or_an_envelope_whose_original_is_replayed() {

@@ -13,13 +13,14 @@ use time::macros::format_description;
 use super::decode::{Encoding, Original, OriginalPayload};
 use super::normalise::{ConversationSource, Kind, Normalised};
 use super::warning::Warning;
-use crate::config::EnvelopeSettings;
+use crate::config::{EnvelopeSettings, OriginalMode};
 
 /// The attributes every envelope of one deployment shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvelopeAttributes {
     source: String,
     dataschema: String,
+    original: OriginalMode,
 }
 
 impl EnvelopeAttributes {
@@ -27,6 +28,7 @@ impl EnvelopeAttributes {
         Self {
             source: settings.source.clone(),
             dataschema: format!("{}{DATA_SCHEMA_FILE}", settings.dataschema_base),
+            original: settings.original,
         }
     }
 }
@@ -80,7 +82,8 @@ struct Data<'a> {
     /// Documented fields whose value could not take its type, as sent.
     unconverted: &'a Map<String, Value>,
     warnings: &'a [Warning],
-    original: OriginalView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    original: Option<OriginalView<'a>>,
 }
 
 #[derive(Serialize)]
@@ -88,7 +91,8 @@ struct OriginalView<'a> {
     encoding: Encoding,
     /// Whether `payload` is what was sent, byte for byte.
     exact: bool,
-    payload: Payload<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<Payload<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     raw: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,6 +108,28 @@ enum Payload<'a> {
     Fields(&'a Map<String, Value>),
 }
 
+impl<'a> OriginalView<'a> {
+    fn new(mode: OriginalMode, encoding: Encoding, original: &'a Original) -> Option<Self> {
+        let payload = match &original.payload {
+            OriginalPayload::Json(payload) => Payload::Json(payload),
+            OriginalPayload::Fields(fields) => Payload::Fields(fields),
+        };
+        let (payload, raw) = match (mode, original.raw.as_deref()) {
+            (OriginalMode::None, _) => return None,
+            (OriginalMode::Exact, Some(raw)) => (None, Some(raw)),
+            (OriginalMode::Full | OriginalMode::Exact, raw) => (Some(payload), raw),
+        };
+        Some(Self {
+            encoding,
+            exact: original.is_exact(),
+            payload,
+            raw,
+            query: original.query.as_deref(),
+            privacy: original.privacy,
+        })
+    }
+}
+
 impl<'a> Envelope<'a> {
     /// `encoding` and `original` are what [`Decoded`](super::Decoded) kept once its fields
     /// moved into normalisation.
@@ -114,10 +140,6 @@ impl<'a> Envelope<'a> {
         normalised: &'a Normalised,
         received_at: OffsetDateTime,
     ) -> Self {
-        let payload = match &original.payload {
-            OriginalPayload::Json(payload) => Payload::Json(payload),
-            OriginalPayload::Fields(fields) => Payload::Fields(fields),
-        };
         let event_time = normalised.event_time.map(rfc3339);
         Self {
             specversion: "1.0",
@@ -149,14 +171,7 @@ impl<'a> Envelope<'a> {
                 fields: &normalised.fields,
                 unconverted: &normalised.unconverted,
                 warnings: &normalised.warnings,
-                original: OriginalView {
-                    encoding,
-                    exact: original.is_exact(),
-                    payload,
-                    raw: original.raw.as_deref(),
-                    query: original.query.as_deref(),
-                    privacy: original.privacy,
-                },
+                original: OriginalView::new(attributes.original, encoding, original),
             },
         }
     }

@@ -193,7 +193,7 @@ fn pretty(envelope: &Value) -> String {
     text
 }
 
-fn schema_validator() -> jsonschema::Validator {
+pub fn schema_validator() -> jsonschema::Validator {
     validator_of(&read_schema(&schema_path()))
 }
 
@@ -221,7 +221,7 @@ fn every_envelopes_data_validates_against_the_data_schema_alone() {
     assert!(!validator.is_valid(pointer(&broken, "/data")));
 }
 
-fn schema_errors(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
+pub fn schema_errors(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
     validator
         .iter_errors(instance)
         .map(|error| format!("{} at {}", error, error.instance_path()))

@@ -11,6 +11,7 @@ mod kafka_message_size;
 mod limits;
 mod listener;
 mod monitoring;
+mod original_modes;
 mod privacy;
 // The bridge as a process, shared with the fault suite, which uses the parts this one does not.
 #[allow(dead_code)]
