@@ -5,12 +5,12 @@
 use std::hint::black_box;
 use std::path::PathBuf;
 
-use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::Value;
 use telecmi_bridge::config::RoutingSettings;
 use telecmi_bridge::pipeline::{
-    Decoded, Envelope, EnvelopeAttributes, RawRequest, Router, decode, normalise, to_envelope,
+    Decoded, EncodedEvent, Envelope, EnvelopeAttributes, RawRequest, Router, decode, normalise,
+    to_envelope,
 };
 use time::OffsetDateTime;
 
@@ -86,9 +86,7 @@ fn process(router: &Router, body: &Body, received_at: OffsetDateTime) -> usize {
     let decoded = decode(&request).expect("fixtures decode");
     let (normalised, envelope) =
         to_envelope(&EnvelopeAttributes::default(), decoded, received_at).expect("envelope");
-    router
-        .route(&normalised, Bytes::from(envelope), received_at)
-        .len()
+    router.route(&normalised, envelope, received_at).len()
 }
 
 fn pipeline(criterion: &mut Criterion) {
@@ -162,7 +160,11 @@ fn pipeline(criterion: &mut Criterion) {
         })
     });
     steps.bench_function("route", |bench| {
-        let envelope = Bytes::from_static(b"{}");
+        let envelope = EncodedEvent {
+            value: b"{}".to_vec(),
+            content_type: "application/cloudevents+json; charset=utf-8",
+            attribute_headers: Vec::new(),
+        };
         bench.iter(|| {
             normalised
                 .iter()

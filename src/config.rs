@@ -995,6 +995,19 @@ pub struct EnvelopeSettings {
     pub dataschema_base: String,
     /// How much of the payload as sent `data.original` keeps next to `data.fields`.
     pub original: OriginalMode,
+    /// The CloudEvents Kafka binding's content mode.
+    pub mode: EnvelopeMode,
+}
+
+/// How a CloudEvent is laid out in a Kafka record (CloudEvents Kafka protocol binding).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvelopeMode {
+    /// The value is the whole event as JSON (`application/cloudevents+json`).
+    #[default]
+    Structured,
+    /// The value is `data` alone (`application/json`); every attribute is a `ce_` header.
+    Binary,
 }
 
 /// What `data.original` keeps: the record size against what a consumer can rebuild.
@@ -1017,6 +1030,7 @@ impl Default for EnvelopeSettings {
             source: "urn:telecmi-bridge".to_owned(),
             dataschema_base: "http://localhost:9090/schemas/".to_owned(),
             original: OriginalMode::Full,
+            mode: EnvelopeMode::Structured,
         }
     }
 }

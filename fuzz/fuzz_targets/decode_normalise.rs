@@ -34,8 +34,9 @@ fuzz_target!(|input: &[u8]| {
         return;
     };
     let verbatim_json = decoded.encoding == Encoding::Json && decoded.original.is_exact();
-    let (normalised, bytes) = to_envelope(&EnvelopeAttributes::default(), decoded, OffsetDateTime::UNIX_EPOCH)
+    let (normalised, event) = to_envelope(&EnvelopeAttributes::default(), decoded, OffsetDateTime::UNIX_EPOCH)
         .expect("an accepted payload always makes an envelope");
+    let bytes = event.value;
     let envelope: serde_json::Value = serde_json::from_slice(&bytes).expect("the envelope is JSON");
     assert_eq!(envelope["id"], normalised.id.to_string());
     if verbatim_json {

@@ -13,7 +13,7 @@ use time::macros::format_description;
 use super::decode::{Encoding, Original, OriginalPayload};
 use super::normalise::{ConversationSource, Kind, Normalised};
 use super::warning::Warning;
-use crate::config::{EnvelopeSettings, OriginalMode};
+use crate::config::{EnvelopeMode, EnvelopeSettings, OriginalMode};
 
 /// The attributes every envelope of one deployment shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +21,7 @@ pub struct EnvelopeAttributes {
     source: String,
     dataschema: String,
     original: OriginalMode,
+    mode: EnvelopeMode,
 }
 
 impl EnvelopeAttributes {
@@ -29,6 +30,7 @@ impl EnvelopeAttributes {
             source: settings.source.clone(),
             dataschema: format!("{}{DATA_SCHEMA_FILE}", settings.dataschema_base),
             original: settings.original,
+            mode: settings.mode,
         }
     }
 }
@@ -63,6 +65,17 @@ pub struct Envelope<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     telecmistatus: Option<&'a str>,
     data: Data<'a>,
+    #[serde(skip)]
+    mode: EnvelopeMode,
+}
+
+/// An envelope laid out for a Kafka record as its mode asks.
+#[derive(Debug, Clone)]
+pub struct EncodedEvent {
+    pub value: Vec<u8>,
+    pub content_type: &'static str,
+    /// In binary mode, every attribute as a `ce_` header; none in structured mode.
+    pub attribute_headers: Vec<(&'static str, String)>,
 }
 
 #[derive(Serialize)]
@@ -156,6 +169,7 @@ impl<'a> Envelope<'a> {
             envelopeversion: ENVELOPE_VERSION,
             partitionkey: &normalised.conversation_id,
             telecmistatus: normalised.status.as_deref(),
+            mode: attributes.mode,
             data: Data {
                 kind: normalised.kind,
                 kind_inferred: normalised.kind_inferred,
@@ -178,6 +192,44 @@ impl<'a> Envelope<'a> {
 
     pub fn to_bytes(&self) -> serde_json::Result<Vec<u8>> {
         serde_json::to_vec(self)
+    }
+
+    /// The record value and headers: the whole event (structured), or `data` with the
+    /// attributes as `ce_` headers (binary), as the CloudEvents Kafka binding lays them out.
+    pub fn encode(&self) -> serde_json::Result<EncodedEvent> {
+        if self.mode == EnvelopeMode::Structured {
+            return Ok(EncodedEvent {
+                value: self.to_bytes()?,
+                content_type: CLOUDEVENTS_CONTENT_TYPE,
+                attribute_headers: Vec::new(),
+            });
+        }
+        let optional = [
+            ("ce_time", self.time.clone()),
+            ("ce_telecmistatus", self.telecmistatus.map(str::to_owned)),
+        ];
+        let attribute_headers = [
+            ("ce_specversion", self.specversion.to_owned()),
+            ("ce_id", self.id.clone()),
+            ("ce_source", self.source.to_owned()),
+            ("ce_type", self.event_type.to_owned()),
+            ("ce_subject", self.subject.to_owned()),
+            ("ce_dataschema", self.dataschema.to_owned()),
+            ("ce_envelopeversion", self.envelopeversion.to_owned()),
+            ("ce_partitionkey", self.partitionkey.to_owned()),
+        ]
+        .into_iter()
+        .chain(
+            optional
+                .into_iter()
+                .filter_map(|(name, value)| Some((name, value?))),
+        )
+        .collect();
+        Ok(EncodedEvent {
+            value: serde_json::to_vec(&self.data)?,
+            content_type: self.datacontenttype,
+            attribute_headers,
+        })
     }
 }
 

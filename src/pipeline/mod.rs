@@ -9,7 +9,7 @@ pub mod route;
 pub mod warning;
 
 pub use decode::{Decoded, Encoding, Original, OriginalPayload, RawRequest, decode};
-pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeAttributes};
+pub use envelope::{ENVELOPE_VERSION, EncodedEvent, Envelope, EnvelopeAttributes};
 pub use normalise::{Kind, Normalised, normalise};
 pub use privacy::Privacy;
 pub use route::{DeadLetter, OutboundRecord, Router};
@@ -18,12 +18,12 @@ pub use warning::{Warning, WarningCode};
 use time::OffsetDateTime;
 
 /// Normalise and envelope a decoded payload: its fields move into the normalised view, and the
-/// envelope is serialised once, as published.
+/// envelope is serialised once, as published (in the configured content mode).
 pub fn to_envelope(
     attributes: &EnvelopeAttributes,
     decoded: Decoded,
     received_at: OffsetDateTime,
-) -> serde_json::Result<(Normalised, Vec<u8>)> {
+) -> serde_json::Result<(Normalised, EncodedEvent)> {
     let Decoded {
         encoding,
         fields,
@@ -35,7 +35,7 @@ pub fn to_envelope(
         normalised.warnings.splice(0..0, warnings);
     }
     let envelope =
-        Envelope::new(attributes, encoding, &original, &normalised, received_at).to_bytes()?;
+        Envelope::new(attributes, encoding, &original, &normalised, received_at).encode()?;
     Ok((normalised, envelope))
 }
 
@@ -53,7 +53,7 @@ pub fn to_records(
         None => decoded,
     };
     let (normalised, envelope) = to_envelope(attributes, decoded, received_at)?;
-    let records = router.route(&normalised, bytes::Bytes::from(envelope), received_at);
+    let records = router.route(&normalised, envelope, received_at);
     Ok((normalised, records))
 }
 

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use super::RejectReason;
 use super::decode::RawRequest;
-use super::envelope::{CLOUDEVENTS_CONTENT_TYPE, ENVELOPE_VERSION, rfc3339, unix_millis};
+use super::envelope::{ENVELOPE_VERSION, EncodedEvent, rfc3339, unix_millis};
 use super::normalise::{Kind, Normalised};
 use crate::config::{RoutingSettings, TopicName};
 
@@ -83,11 +83,12 @@ impl Router {
     pub fn route(
         &self,
         normalised: &Normalised,
-        envelope: Bytes,
+        event: EncodedEvent,
         received_at: OffsetDateTime,
     ) -> Vec<OutboundRecord> {
+        let envelope = Bytes::from(event.value);
         let mut headers = vec![
-            ("content-type", CLOUDEVENTS_CONTENT_TYPE.to_owned()),
+            ("content-type", event.content_type.to_owned()),
             ("telecmi-event-id", normalised.id.to_string()),
             ("telecmi-kind", normalised.kind.as_str().to_owned()),
             ("telecmi-envelope-version", ENVELOPE_VERSION.to_owned()),
@@ -95,6 +96,7 @@ impl Router {
         if let Some(status) = &normalised.status {
             headers.push(("telecmi-status", status.clone()));
         }
+        headers.extend(event.attribute_headers);
         let primary = self.topic_for(normalised.kind, normalised.status.as_deref());
         std::iter::once(primary)
             .chain(self.combined.as_ref())
@@ -157,6 +159,7 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::envelope::CLOUDEVENTS_CONTENT_TYPE;
     use crate::pipeline::normalise;
     use serde_json::json;
 
@@ -193,11 +196,12 @@ mod tests {
         let event = normalised(json!({
             "type": "event", "status": "ANSWERED", "conversation_uuid": "conv-1", "cmiuuid": "leg"
         }));
-        let records = Router::new(&settings).route(
-            &event,
-            Bytes::from_static(b"{}"),
-            OffsetDateTime::UNIX_EPOCH,
-        );
+        let encoded = EncodedEvent {
+            value: b"{}".to_vec(),
+            content_type: CLOUDEVENTS_CONTENT_TYPE,
+            attribute_headers: vec![("ce_id", event.id.to_string())],
+        };
+        let records = Router::new(&settings).route(&event, encoded, OffsetDateTime::UNIX_EPOCH);
         let topics: Vec<&str> = records.iter().map(|record| record.topic.as_str()).collect();
         assert_eq!(topics, ["telecmi.event.answered", "telecmi.calls"]);
         for record in &records {
@@ -216,6 +220,11 @@ mod tests {
                 Some(event.id.to_string().as_str())
             );
             assert_eq!(header("content-type"), Some(CLOUDEVENTS_CONTENT_TYPE));
+            assert_eq!(
+                header("ce_id"),
+                header("telecmi-event-id"),
+                "attribute headers kept"
+            );
         }
     }
 

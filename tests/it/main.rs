@@ -3,6 +3,7 @@
 
 mod access;
 mod cli;
+mod cloudevents_sdk;
 mod fixtures;
 mod golden;
 mod helpers;

@@ -30,6 +30,7 @@ fn envelopes(content_type: &str, body: &[u8]) -> [Vec<u8>; 3] {
         to_envelope(&attributes, decoded, OffsetDateTime::UNIX_EPOCH)
             .expect("envelope")
             .1
+            .value
     })
 }
 
