@@ -34,7 +34,7 @@ fn received_at() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(RECEIVED_AT_UNIX).expect("valid timestamp")
 }
 
-fn golden_dir() -> PathBuf {
+pub fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
@@ -48,7 +48,7 @@ fn data_schema_path() -> PathBuf {
 
 const DATA_SCHEMA_ID: &str = "urn:telecmi-bridge:schema:data:2";
 
-fn read_schema(path: &Path) -> Value {
+pub fn read_schema(path: &Path) -> Value {
     let text =
         std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
@@ -74,7 +74,7 @@ impl jsonschema::Retrieve for DataSchema {
     }
 }
 
-fn validator_of(schema: &Value) -> jsonschema::Validator {
+pub fn validator_of(schema: &Value) -> jsonschema::Validator {
     jsonschema::draft202012::options()
         .should_validate_formats(true)
         .should_ignore_unknown_formats(false)

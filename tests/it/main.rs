@@ -2,6 +2,7 @@
 //! the envelope contract (golden files, JSON Schema) over every fixture.
 
 mod access;
+mod asyncapi;
 mod cli;
 mod cloudevents_sdk;
 mod fixtures;
