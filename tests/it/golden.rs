@@ -46,7 +46,7 @@ fn data_schema_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema/data.v2.schema.json")
 }
 
-const DATA_SCHEMA_ID: &str = "urn:telecmi-bridge:schema:data:2";
+const DATA_SCHEMA_ID: &str = "https://telecmi-bridge.invalid/schemas/data.v2.schema.json";
 
 pub fn read_schema(path: &Path) -> Value {
     let text =
@@ -69,7 +69,7 @@ impl jsonschema::Retrieve for DataSchema {
         if uri.as_str() == DATA_SCHEMA_ID {
             Ok(read_schema(&data_schema_path()))
         } else {
-            Err(format!("no schema {uri} in schema/").into())
+            Err(format!("no schema {} in schema/", uri.as_str()).into())
         }
     }
 }
