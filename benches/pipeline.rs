@@ -5,12 +5,12 @@
 use std::hint::black_box;
 use std::path::PathBuf;
 
-use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::Value;
 use telecmi_bridge::config::RoutingSettings;
 use telecmi_bridge::pipeline::{
-    Decoded, Envelope, RawRequest, Router, decode, normalise, to_envelope,
+    Decoded, EncodedEvent, Envelope, EnvelopeAttributes, RawRequest, Router, decode, normalise,
+    to_envelope,
 };
 use time::OffsetDateTime;
 
@@ -85,8 +85,8 @@ fn process(router: &Router, body: &Body, received_at: OffsetDateTime) -> usize {
     let request = raw_request(body);
     let decoded = decode(&request).expect("fixtures decode");
     let (normalised, envelope) =
-        to_envelope("urn:telecmi-bridge", decoded, received_at).expect("envelope");
-    router.route(&normalised, Bytes::from(envelope)).len()
+        to_envelope(&EnvelopeAttributes::default(), decoded, received_at).expect("envelope");
+    router.route(&normalised, envelope, received_at).len()
 }
 
 fn pipeline(criterion: &mut Criterion) {
@@ -139,6 +139,7 @@ fn pipeline(criterion: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    let attributes = EnvelopeAttributes::default();
     steps.bench_function("envelope", |bench| {
         bench.iter(|| {
             decoded
@@ -146,7 +147,7 @@ fn pipeline(criterion: &mut Criterion) {
                 .zip(&normalised)
                 .map(|(decoded, normalised)| {
                     Envelope::new(
-                        "urn:telecmi-bridge",
+                        &attributes,
                         decoded.encoding,
                         &decoded.original,
                         normalised,
@@ -159,11 +160,19 @@ fn pipeline(criterion: &mut Criterion) {
         })
     });
     steps.bench_function("route", |bench| {
-        let envelope = Bytes::from_static(b"{}");
+        let envelope = EncodedEvent {
+            value: b"{}".to_vec(),
+            content_type: "application/cloudevents+json; charset=utf-8",
+            attribute_headers: Vec::new(),
+        };
         bench.iter(|| {
             normalised
                 .iter()
-                .map(|normalised| router.route(black_box(normalised), envelope.clone()).len())
+                .map(|normalised| {
+                    router
+                        .route(black_box(normalised), envelope.clone(), received_at)
+                        .len()
+                })
                 .sum::<usize>()
         })
     });

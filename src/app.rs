@@ -16,7 +16,7 @@ use crate::http::signature::Signature;
 use crate::http::source::SourcePolicy;
 use crate::http::tls::{CertificateStore, TlsError};
 use crate::http::{self, IngestState, Readiness, auth::Auth};
-use crate::pipeline::{Privacy, Router};
+use crate::pipeline::{EnvelopeAttributes, Privacy, Router};
 use crate::publish::dedup::Dedup;
 use crate::publish::embedded::EmbeddedCluster;
 use crate::publish::kafka::{TopicError, ensure_topics};
@@ -270,7 +270,7 @@ impl Application {
             signature: Signature::new(&settings.auth).map(Arc::new),
             rate_limit: rate_limit.clone(),
             privacy: Privacy::new(&settings.privacy).map(Arc::new),
-            source: Arc::from(settings.envelope.source.as_str()),
+            attributes: Arc::new(EnvelopeAttributes::new(&settings.envelope)),
             body_limit: settings.server.body_limit_bytes,
             max_record_bytes: settings.kafka.message_max_bytes().unwrap_or(usize::MAX),
             retry_after_seconds: settings.delivery.retry_after_seconds,

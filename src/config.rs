@@ -343,10 +343,11 @@ fn weakens_tls(key: &str, value: &str) -> bool {
 /// librdkafka's default `message.max.bytes`.
 const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
 
-/// The largest envelope a body of `body_limit` bytes makes: the payload twice (`data.fields`
-/// and `data.original`) and under 4 KiB of attributes and headers.
+/// The largest envelope a body of `body_limit` bytes makes: the payload three times
+/// (`data.fields`, `data.original.payload` and, for a form or a body that repeats a key, its
+/// exact text in `data.original.raw`) and under 4 KiB of attributes and headers.
 fn envelope_bound(body_limit: usize) -> usize {
-    body_limit.saturating_mul(2).saturating_add(4 * 1024)
+    body_limit.saturating_mul(3).saturating_add(4 * 1024)
 }
 
 impl KafkaSettings {
@@ -1001,12 +1002,47 @@ impl Serialize for SecretValue {
 pub struct EnvelopeSettings {
     /// CloudEvents `source` of every envelope.
     pub source: String,
+    /// Where consumers fetch the schemas: `dataschema` is this followed by the file name of
+    /// the schema of `data` (`data.v2.schema.json`).
+    pub dataschema_base: String,
+    /// How much of the payload as sent `data.original` keeps next to `data.fields`.
+    pub original: OriginalMode,
+    /// The CloudEvents Kafka binding's content mode.
+    pub mode: EnvelopeMode,
+}
+
+/// How a CloudEvent is laid out in a Kafka record (CloudEvents Kafka protocol binding).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvelopeMode {
+    /// The value is the whole event as JSON (`application/cloudevents+json`).
+    #[default]
+    Structured,
+    /// The value is `data` alone (`application/json`); every attribute is a `ce_` header.
+    Binary,
+}
+
+/// What `data.original` keeps: the record size against what a consumer can rebuild.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OriginalMode {
+    /// Lossless: the payload as an object, and its exact text whenever that object is not it.
+    #[default]
+    Full,
+    /// Lossless and smaller: only the exact form of what was sent, the payload object when it
+    /// is the body verbatim, else the text (`raw`) alone.
+    Exact,
+    /// No `data.original`: `data.fields` only, which cannot rebuild the bytes sent.
+    None,
 }
 
 impl Default for EnvelopeSettings {
     fn default() -> Self {
         Self {
             source: "urn:telecmi-bridge".to_owned(),
+            dataschema_base: "http://localhost:9090/schemas/".to_owned(),
+            original: OriginalMode::Full,
+            mode: EnvelopeMode::Structured,
         }
     }
 }
@@ -1161,12 +1197,12 @@ impl Settings {
         if envelope_bound(self.server.body_limit_bytes) > message_max_bytes {
             return invalid(format!(
                 "server.body_limit_bytes: a body of {} bytes can make an envelope of {} bytes \
-                 (2 x body + 4 KiB), more than Kafka's message.max.bytes ({message_max_bytes}); \
+                 (3 x body + 4 KiB), more than Kafka's message.max.bytes ({message_max_bytes}); \
                  lower the body limit to at most {}, or raise kafka.properties.\
                  \"message.max.bytes\" (and the topics' max.message.bytes)",
                 self.server.body_limit_bytes,
                 envelope_bound(self.server.body_limit_bytes),
-                message_max_bytes.saturating_sub(4 * 1024) / 2
+                message_max_bytes.saturating_sub(4 * 1024) / 3
             ));
         }
         let positive = [
@@ -1361,6 +1397,19 @@ impl Settings {
         if source.is_empty() || source.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return invalid(format!(
                 "envelope.source: {source:?} is not a URI reference (CloudEvents `source`)"
+            ));
+        }
+        let base = &self.envelope.dataschema_base;
+        let has_scheme = base.split_once(':').is_some_and(|(scheme, _)| {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        });
+        if !has_scheme || base.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return invalid(format!(
+                "envelope.dataschema_base: {base:?} is not an absolute URI (CloudEvents \
+                 `dataschema`), e.g. \"https://schemas.example.com/telecmi-bridge/\""
             ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
@@ -1666,6 +1715,33 @@ mod tests {
             assert!(!error.contains("0123456789abcdef-unchecked"), "{error}");
             jail.set_env("TELECMI_BRIDGE_AUTH__REQUIRED", "true");
             Settings::load(&sources()).expect("valid");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_dataschema_base_must_be_an_absolute_uri() {
+        for refused in ["schemas/", "http://host/a b/", "", "1http://host/"] {
+            Jail::expect_with(|jail| {
+                jail.set_env("TELECMI_BRIDGE_ENVELOPE__DATASCHEMA_BASE", refused);
+                let error = Settings::load(&sources()).unwrap_err().to_string();
+                assert!(
+                    error.contains("envelope.dataschema_base"),
+                    "{refused}: {error}"
+                );
+                Ok(())
+            });
+        }
+        Jail::expect_with(|jail| {
+            jail.set_env(
+                "TELECMI_BRIDGE_ENVELOPE__DATASCHEMA_BASE",
+                "https://schemas.example.com/telecmi-bridge/",
+            );
+            let settings = Settings::load(&sources()).expect("valid");
+            assert_eq!(
+                settings.envelope.dataschema_base,
+                "https://schemas.example.com/telecmi-bridge/"
+            );
             Ok(())
         });
     }
@@ -2041,8 +2117,8 @@ mod tests {
 
     #[test]
     fn the_body_limit_must_fit_kafkas_message_size() {
-        // (1,000,000 - 4,096) / 2: the largest body whose envelope fits librdkafka's default.
-        let largest = 497_952;
+        // (1,000,000 - 4,096) / 3: the largest body whose envelope fits librdkafka's default.
+        let largest = 331_968;
         Jail::expect_with(|jail| {
             jail.set_env("TELECMI_BRIDGE_SERVER__BODY_LIMIT_BYTES", largest);
             Settings::load(&sources()).expect("fits");

@@ -20,7 +20,9 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::config::{Bootstrap, DeliveryMode, Settings, kafka_client_config};
-use crate::pipeline::{OutboundRecord, Privacy, RawRequest, Router, decode, to_records};
+use crate::pipeline::{
+    EnvelopeAttributes, OutboundRecord, Privacy, RawRequest, Router, decode, to_records,
+};
 use crate::publish::kafka::{TopicError, ensure_topics};
 use crate::publish::{KafkaPublisher, PublishError, Publisher};
 
@@ -83,7 +85,7 @@ pub enum ReplayError {
 fn prepare(
     line: &str,
     privacy: Option<&Privacy>,
-    source: &str,
+    attributes: &EnvelopeAttributes,
     router: &Router,
 ) -> Result<Vec<OutboundRecord>, String> {
     let body = payload_of(line)?;
@@ -96,8 +98,14 @@ fn prepare(
         reserved_query_param: None,
     };
     let decoded = decode(&request).map_err(|reason| format!("{}: {reason}", reason.code()))?;
-    let (_, records) = to_records(decoded, privacy, source, router, OffsetDateTime::now_utc())
-        .map_err(|error| format!("envelope: {error}"))?;
+    let (_, records) = to_records(
+        decoded,
+        privacy,
+        attributes,
+        router,
+        OffsetDateTime::now_utc(),
+    )
+    .map_err(|error| format!("envelope: {error}"))?;
     Ok(records)
 }
 
@@ -110,12 +118,18 @@ fn payload_of(line: &str) -> Result<std::borrow::Cow<'_, str>, String> {
     if object.get("specversion").is_none() {
         return Ok(line.into());
     }
-    object
-        .get("data")
-        .and_then(|data| data.get("original"))
-        .and_then(|original| original.get("payload"))
-        .map(|payload| payload.to_string().into())
-        .ok_or_else(|| "an envelope without data.original.payload".to_owned())
+    let original = object.get("data").and_then(|data| data.get("original"));
+    let payload = original.and_then(|original| original.get("payload"));
+    // With `envelope.original = "exact"`, a JSON body that is not kept verbatim has its text alone.
+    let json_text = original
+        .filter(|original| original["encoding"] == "json")
+        .and_then(|original| original.get("raw"))
+        .and_then(Value::as_str);
+    match (payload, json_text) {
+        (Some(payload), _) => Ok(payload.to_string().into()),
+        (None, Some(text)) => Ok(text.to_owned().into()),
+        (None, None) => Err("an envelope without data.original.payload".to_owned()),
+    }
 }
 
 fn lines(
@@ -134,7 +148,7 @@ fn lines(
 pub async fn replay(settings: &Settings, options: &ReplayOptions) -> Result<Summary, ReplayError> {
     let router = Router::new(&settings.routing);
     let privacy = Privacy::new(&settings.privacy);
-    let source = settings.envelope.source.as_str();
+    let attributes = EnvelopeAttributes::new(&settings.envelope);
     let read_error = |source| ReplayError::Read {
         path: options.file.clone(),
         source,
@@ -148,7 +162,7 @@ pub async fn replay(settings: &Settings, options: &ReplayOptions) -> Result<Summ
             continue;
         }
         summary.events += 1;
-        if let Err(reason) = prepare(&line, privacy.as_ref(), source, &router) {
+        if let Err(reason) = prepare(&line, privacy.as_ref(), &attributes, &router) {
             summary.bad_lines.push(BadLine {
                 line: number,
                 reason,
@@ -202,7 +216,7 @@ pub async fn replay(settings: &Settings, options: &ReplayOptions) -> Result<Summ
         if !wanted(number, &line) {
             continue;
         }
-        let Ok(records) = prepare(&line, privacy.as_ref(), source, &router) else {
+        let Ok(records) = prepare(&line, privacy.as_ref(), &attributes, &router) else {
             continue;
         };
         let topics = records
@@ -228,13 +242,38 @@ pub async fn replay(settings: &Settings, options: &ReplayOptions) -> Result<Summ
 mod tests {
     use super::*;
 
+    /// With `envelope.original = "exact"`, a body kept as its text alone is replayed from it.
+    #[test]
+    fn an_envelope_keeping_only_the_text_is_replayed_from_it() {
+        let router = Router::new(&Settings::default().routing);
+        let exact = EnvelopeAttributes::new(&crate::config::EnvelopeSettings {
+            original: crate::config::OriginalMode::Exact,
+            ..crate::config::EnvelopeSettings::default()
+        });
+        let payload = r#"{"type":"cdr","status":"answered","cmiuuid":"replay-2","to":1,"to":2}"#;
+        let records = prepare(payload, None, &exact, &router).expect("a payload");
+        let envelope: Value = serde_json::from_slice(&records[0].payload).expect("envelope");
+        assert!(envelope["data"]["original"].get("payload").is_none());
+        let again = prepare(&envelope.to_string(), None, &exact, &router).expect("an envelope");
+        let replayed: Value = serde_json::from_slice(&again[0].payload).expect("envelope");
+        assert_eq!(replayed["id"], envelope["id"]);
+        assert_eq!(replayed["data"]["original"]["raw"], payload);
+    }
+
     #[test]
     fn a_line_is_a_payload_or_an_envelope_whose_original_is_replayed() {
         let router = Router::new(&Settings::default().routing);
         let payload = r#"{"type":"cdr","status":"answered","cmiuuid":"replay-1"}"#;
-        let records = prepare(payload, None, "urn:test", &router).expect("a payload");
+        let records =
+            prepare(payload, None, &EnvelopeAttributes::default(), &router).expect("a payload");
         let envelope: Value = serde_json::from_slice(&records[0].payload).expect("envelope");
-        let again = prepare(&envelope.to_string(), None, "urn:test", &router).expect("an envelope");
+        let again = prepare(
+            &envelope.to_string(),
+            None,
+            &EnvelopeAttributes::default(),
+            &router,
+        )
+        .expect("an envelope");
         let replayed: Value = serde_json::from_slice(&again[0].payload).expect("envelope");
         assert_eq!(
             replayed["id"], envelope["id"],
@@ -242,10 +281,18 @@ mod tests {
         );
         assert_eq!(records[0].topic.as_str(), "telecmi.cdr.answered");
         assert!(
-            prepare("[1, 2]", None, "urn:test", &router)
+            prepare("[1, 2]", None, &EnvelopeAttributes::default(), &router)
                 .expect_err("not an object")
                 .starts_with("json_not_object")
         );
-        assert!(prepare(r#"{"specversion":"1.0"}"#, None, "urn:test", &router).is_err());
+        assert!(
+            prepare(
+                r#"{"specversion":"1.0"}"#,
+                None,
+                &EnvelopeAttributes::default(),
+                &router
+            )
+            .is_err()
+        );
     }
 }

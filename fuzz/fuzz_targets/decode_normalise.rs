@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use telecmi_bridge::pipeline::{Encoding, Original, RawRequest, decode, to_envelope};
+use telecmi_bridge::pipeline::{Encoding, EnvelopeAttributes, RawRequest, decode, to_envelope};
 use time::OffsetDateTime;
 
 const CONTENT_TYPES: [Option<&str>; 6] = [
@@ -33,10 +33,10 @@ fuzz_target!(|input: &[u8]| {
     let Ok(decoded) = decode(&request) else {
         return;
     };
-    let verbatim_json =
-        decoded.encoding == Encoding::Json && matches!(decoded.original, Original::Json(_));
-    let (normalised, bytes) = to_envelope("urn:fuzz", decoded, OffsetDateTime::UNIX_EPOCH)
+    let verbatim_json = decoded.encoding == Encoding::Json && decoded.original.is_exact();
+    let (normalised, event) = to_envelope(&EnvelopeAttributes::default(), decoded, OffsetDateTime::UNIX_EPOCH)
         .expect("an accepted payload always makes an envelope");
+    let bytes = event.value;
     let envelope: serde_json::Value = serde_json::from_slice(&bytes).expect("the envelope is JSON");
     assert_eq!(envelope["id"], normalised.id.to_string());
     if verbatim_json {

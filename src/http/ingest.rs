@@ -17,7 +17,7 @@ use super::rate_limit::RateLimit;
 use super::signature::Signature;
 use super::source::SourcePolicy;
 use crate::pipeline::{
-    DeadLetter, OutboundRecord, Privacy, RawRequest, Router, decode, to_records,
+    DeadLetter, EnvelopeAttributes, OutboundRecord, Privacy, RawRequest, Router, decode, to_records,
 };
 use crate::publish::dedup::Dedup;
 use crate::publish::{Publisher, Receipt};
@@ -34,7 +34,7 @@ pub struct IngestState {
     pub signature: Option<Arc<Signature>>,
     pub rate_limit: Option<Arc<RateLimit>>,
     pub privacy: Option<Arc<Privacy>>,
-    pub source: Arc<str>,
+    pub attributes: Arc<EnvelopeAttributes>,
     pub body_limit: usize,
     /// The producer's `message.max.bytes`: a record that would exceed it gets 413 here rather
     /// than Kafka's refusal (500) later.
@@ -201,7 +201,7 @@ pub async fn ingest(
     let (normalised, records) = to_records(
         decoded,
         state.privacy.as_deref(),
-        &state.source,
+        &state.attributes,
         &state.router,
         received_at,
     )

@@ -5,6 +5,7 @@ pub mod error;
 pub mod health;
 pub mod ingest;
 pub mod rate_limit;
+pub mod schemas;
 pub mod server;
 pub mod signature;
 pub mod source;
@@ -99,9 +100,11 @@ pub fn router(state: IngestState, readiness: Readiness, limits: RequestLimits) -
         .layer(middleware::from_fn(count_requests))
 }
 
-/// Loopback by default: health and Prometheus metrics for operators.
+/// Loopback by default: health and Prometheus metrics for operators, and the envelope's
+/// schemas for consumers.
 pub fn admin_router(readiness: Readiness, metrics: PrometheusHandle) -> Router {
     Router::new()
+        .route("/schemas/{file}", get(schemas::schema))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz_detailed))
         .with_state(readiness)
@@ -280,7 +283,7 @@ mod tests {
             signature: None,
             rate_limit: None,
             privacy: None,
-            source: Arc::from("test"),
+            attributes: Arc::default(),
             body_limit: 65_536,
             max_record_bytes: 1_000_000,
             retry_after_seconds: 1,

@@ -5,6 +5,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::RejectReason;
+use super::warning::{Warning, WarningCode};
 
 /// How the payload reached us. Part of the envelope contract (`data.original.encoding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -27,18 +28,55 @@ pub struct RawRequest<'a> {
     pub reserved_query_param: Option<&'a str>,
 }
 
+impl RawRequest<'_> {
+    /// The query string without the bridge's credential, the rest byte for byte; `None` when
+    /// nothing is left.
+    pub fn query_text(&self) -> Option<String> {
+        self.query
+            .map(|query| match self.reserved_query_param {
+                Some(reserved) => query_without(query, reserved),
+                None => query.to_owned(),
+            })
+            .filter(|query| !query.is_empty())
+    }
+}
+
 /// What was sent, kept so that the original payload can be rebuilt exactly.
 #[derive(Debug, Clone)]
-pub enum Original {
-    /// The JSON body verbatim: every key (duplicates included), number literal and escape.
+pub struct Original {
+    pub payload: OriginalPayload,
+    /// The exact text received (the body; for a `GET`, the query string without the bridge's
+    /// credential) whenever `payload` is not that text byte for byte.
+    pub raw: Option<String>,
+    /// A `POST`'s query string as received, without the bridge's credential; not part of the
+    /// fields.
+    pub query: Option<String>,
+    /// The privacy mode that rewrote this original (values protected, or `raw` and `query`
+    /// withheld); `None` when it is as received.
+    pub privacy: Option<&'static str>,
+    /// How the bridge came by an event it did not receive by webhook (`reconcile`: a CDR
+    /// recovered from TeleCMI's call records); the envelope's `origin` attribute.
+    pub origin: Option<&'static str>,
+}
+
+/// The payload as an object without repeated keys, so that the envelope never has any.
+#[derive(Debug, Clone)]
+pub enum OriginalPayload {
+    /// The JSON body: verbatim (every key, number literal and escape) unless it repeats a key
+    /// or has leading-zero literals; then rebuilt, and `raw` holds the body.
     Json(Box<RawValue>),
-    /// A body that was JSON except for number literals with leading zeros (CHUB India's
-    /// documented `04471000000`). `payload` holds those literals as strings; `raw` is the body
-    /// exactly as received.
-    LenientJson { payload: Box<RawValue>, raw: String },
     /// Form or query fields as the text they arrived in; a repeated key holds an array of its
     /// values in arrival order.
     Fields(Map<String, Value>),
+}
+
+impl Original {
+    /// Whether `payload` is what was sent, byte for byte.
+    pub fn is_exact(&self) -> bool {
+        matches!(self.payload, OriginalPayload::Json(_))
+            && self.raw.is_none()
+            && self.privacy.is_none()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -48,12 +86,15 @@ pub struct Decoded {
     pub fields: Map<String, Value>,
     pub original: Original,
     /// What decoding had to assume, for the envelope's warnings.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
 }
 
 /// The warning of a JSON object sent with a form content type (what `curl -d @file.json`
 /// sends).
 pub const JSON_LABELLED_AS_FORM: &str = "content-type said application/x-www-form-urlencoded, but the body is a JSON object; read as JSON";
+
+/// The warning of a JSON body that repeats a key in an object.
+pub const DUPLICATE_KEYS: &str = "the body repeats a key in an object; each is kept once, at its last value, and original.raw holds the body as sent";
 
 pub fn decode(request: &RawRequest<'_>) -> Result<Decoded, RejectReason> {
     if let Some(encoding) = request.content_encoding
@@ -61,8 +102,9 @@ pub fn decode(request: &RawRequest<'_>) -> Result<Decoded, RejectReason> {
     {
         return Err(RejectReason::UnsupportedContentEncoding);
     }
+    let query = request.query_text();
     if request.is_get {
-        let query = request.query.unwrap_or_default();
+        let query = query.unwrap_or_default();
         return decode_pairs(
             query.as_bytes(),
             Encoding::Query,
@@ -72,15 +114,20 @@ pub fn decode(request: &RawRequest<'_>) -> Result<Decoded, RejectReason> {
     if request.body.iter().all(u8::is_ascii_whitespace) {
         return Err(RejectReason::EmptyBody);
     }
-    match body_kind(request.content_type, request.body)? {
-        BodyKind::Json => decode_json(request.body),
+    let mut decoded = match body_kind(request.content_type, request.body)? {
+        BodyKind::Json => decode_json(request.body)?,
         BodyKind::Form if starts_like_json_object(request.body) => {
             let mut decoded = decode_json(request.body)?;
-            decoded.warnings.push(JSON_LABELLED_AS_FORM.to_owned());
-            Ok(decoded)
+            decoded.warnings.push(Warning::new(
+                WarningCode::JsonLabelledAsForm,
+                JSON_LABELLED_AS_FORM,
+            ));
+            decoded
         }
-        BodyKind::Form => decode_pairs(request.body, Encoding::Form, None),
-    }
+        BodyKind::Form => decode_pairs(request.body, Encoding::Form, None)?,
+    };
+    decoded.original.query = query;
+    Ok(decoded)
 }
 
 /// A form body never starts with `{`; a JSON object sent with a form label always does. Read
@@ -147,16 +194,97 @@ fn decode_json(body: &[u8]) -> Result<Decoded, RejectReason> {
         Ok(other) => return Err(RejectReason::NotAnObject(json_type_name(&other))),
         Err(error) => return Err(RejectReason::MalformedJson(error.to_string())),
     };
-    let original = match raw {
-        None => Original::Json(payload),
-        Some(raw) => Original::LenientJson { payload, raw },
+    let mut warnings = Vec::new();
+    let has_duplicate_keys = serde_json::from_str::<DuplicateKeys>(payload.get())
+        .is_ok_and(|DuplicateKeys(found)| found);
+    let (payload, raw) = if has_duplicate_keys {
+        warnings.push(Warning::new(WarningCode::DuplicateKeys, DUPLICATE_KEYS));
+        let rebuilt = serde_json::value::to_raw_value(&fields)
+            .map_err(|error| RejectReason::MalformedJson(error.to_string()))?;
+        (rebuilt, Some(raw.unwrap_or_else(|| text.to_owned())))
+    } else {
+        (payload, raw)
     };
     Ok(Decoded {
         encoding: Encoding::Json,
         fields,
-        original,
-        warnings: Vec::new(),
+        original: Original {
+            payload: OriginalPayload::Json(payload),
+            raw,
+            query: None,
+            privacy: None,
+            origin: None,
+        },
+        warnings,
     })
+}
+
+/// Whether a JSON text repeats a key in any of its objects, at any depth.
+struct DuplicateKeys(bool);
+
+impl<'de> serde::Deserialize<'de> for DuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DuplicateKeysVisitor)
+    }
+}
+
+struct DuplicateKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DuplicateKeysVisitor {
+    type Value = DuplicateKeys;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<DuplicateKeys, E> {
+        Ok(DuplicateKeys(false))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<DuplicateKeys, E> {
+        Ok(DuplicateKeys(false))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<DuplicateKeys, E> {
+        Ok(DuplicateKeys(false))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<DuplicateKeys, E> {
+        Ok(DuplicateKeys(false))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<DuplicateKeys, E> {
+        Ok(DuplicateKeys(false))
+    }
+
+    fn visit_unit<E>(self) -> Result<DuplicateKeys, E> {
+        Ok(DuplicateKeys(false))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> Result<DuplicateKeys, A::Error> {
+        let mut found = false;
+        while let Some(DuplicateKeys(inner)) = seq.next_element()? {
+            found |= inner;
+        }
+        Ok(DuplicateKeys(found))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<DuplicateKeys, A::Error> {
+        let mut keys = std::collections::HashSet::new();
+        let mut found = false;
+        while let Some(key) = map.next_key::<String>()? {
+            found |= !keys.insert(key);
+            let DuplicateKeys(inner) = map.next_value()?;
+            found |= inner;
+        }
+        Ok(DuplicateKeys(found))
+    }
 }
 
 fn json_type_name(value: &Value) -> &'static str {
@@ -266,10 +394,18 @@ fn decode_pairs(
     if fields.is_empty() {
         return Err(RejectReason::EmptyBody);
     }
+    // Text only: each pair decoded as UTF-8 above, and the separators are ASCII.
+    let raw = String::from_utf8(encoded.to_vec()).map_err(|_| RejectReason::InvalidUtf8)?;
     Ok(Decoded {
         encoding,
         fields,
-        original: Original::Fields(original),
+        original: Original {
+            payload: OriginalPayload::Fields(original),
+            raw: Some(raw),
+            query: None,
+            privacy: None,
+            origin: None,
+        },
         warnings: Vec::new(),
     })
 }
@@ -304,6 +440,14 @@ fn form_decode(encoded: &[u8]) -> Result<String, RejectReason> {
 mod tests {
     use super::*;
 
+    fn codes(decoded: &Decoded) -> Vec<WarningCode> {
+        decoded
+            .warnings
+            .iter()
+            .map(|warning| warning.code)
+            .collect()
+    }
+
     fn post(content_type: Option<&'static str>, body: &'static [u8]) -> RawRequest<'static> {
         RawRequest {
             is_get: false,
@@ -316,13 +460,21 @@ mod tests {
     }
 
     #[test]
-    fn json_original_is_kept_verbatim_with_duplicates_and_big_numbers() {
+    fn repeated_keys_are_kept_once_in_the_payload_and_exactly_in_raw() {
         let body = br#"{"a": 1, "a": 2, "n": 123456789012345678901234567890, "f": 1.50}"#;
         let decoded = decode(&post(Some("application/json"), body)).unwrap();
-        let Original::Json(raw) = &decoded.original else {
-            panic!("expected verbatim JSON")
+        let OriginalPayload::Json(payload) = &decoded.original.payload else {
+            panic!("expected JSON")
         };
-        assert_eq!(raw.get().as_bytes(), body);
+        assert_eq!(
+            payload.get(),
+            r#"{"a":2,"n":123456789012345678901234567890,"f":1.50}"#
+        );
+        assert_eq!(
+            decoded.original.raw.as_deref().map(str::as_bytes),
+            Some(&body[..])
+        );
+        assert_eq!(codes(&decoded), [WarningCode::DuplicateKeys]);
         assert_eq!(decoded.fields["a"], serde_json::json!(2));
         assert_eq!(
             decoded.fields["n"].to_string(),
@@ -339,10 +491,11 @@ mod tests {
         assert_eq!(decoded.fields["n"], "-012");
         assert_eq!(decoded.fields["s"], "05");
         assert_eq!(decoded.fields["ok"], serde_json::json!(0));
-        let Original::LenientJson { raw, .. } = &decoded.original else {
-            panic!("expected lenient JSON")
-        };
-        assert_eq!(raw.as_bytes(), body);
+        assert_eq!(
+            decoded.original.raw.as_deref().map(str::as_bytes),
+            Some(&body[..])
+        );
+        assert!(!decoded.original.is_exact());
     }
 
     #[test]
@@ -399,7 +552,7 @@ mod tests {
         assert_eq!(decoded.encoding, Encoding::Json);
         assert_eq!(decoded.fields["status"], "answered");
         assert_eq!(decoded.fields["to"], "a&b=c");
-        assert_eq!(decoded.warnings, [JSON_LABELLED_AS_FORM]);
+        assert_eq!(codes(&decoded), [WarningCode::JsonLabelledAsForm]);
         assert!(matches!(
             decode(&post(form, b"{\"type\":\"event\"")).unwrap_err(),
             RejectReason::MalformedJson(_)
@@ -417,10 +570,14 @@ mod tests {
         assert_eq!(decoded.fields["to"], "0045");
         assert_eq!(decoded.fields["custom"], r#"{"a":1}"#);
         assert_eq!(decoded.fields["flag"], "");
-        let Original::Fields(original) = &decoded.original else {
+        let OriginalPayload::Fields(original) = &decoded.original.payload else {
             panic!("expected fields")
         };
         assert_eq!(original["to"], serde_json::json!(["+0044", "0045"]));
+        assert_eq!(
+            decoded.original.raw.as_deref().map(str::as_bytes),
+            Some(&body[..])
+        );
     }
 
     #[test]
@@ -433,10 +590,43 @@ mod tests {
         let decoded = decode(&request).unwrap();
         assert_eq!(decoded.encoding, Encoding::Query);
         assert!(!decoded.fields.contains_key("token"));
-        let Original::Fields(original) = &decoded.original else {
+        let OriginalPayload::Fields(original) = &decoded.original.payload else {
             panic!("expected fields")
         };
         assert!(!original.contains_key("token"));
+        assert_eq!(decoded.original.raw.as_deref(), Some("status=answered"));
+    }
+
+    #[test]
+    fn a_json_body_without_repeated_keys_is_exact_and_nested_repeats_are_found() {
+        let exact = decode(&post(None, br#"{"a": {"b": 1, "c": [{"b": 2}]}}"#)).unwrap();
+        assert!(exact.original.is_exact());
+        assert!(exact.warnings.is_empty());
+        let nested = decode(&post(None, br#"{"a": {"b": 1, "c": [{"b": 2, "b": 3}]}}"#)).unwrap();
+        assert!(!nested.original.is_exact());
+        assert_eq!(codes(&nested), [WarningCode::DuplicateKeys]);
+    }
+
+    #[test]
+    fn a_posts_query_string_is_kept_exactly_without_the_credential() {
+        let request = RawRequest {
+            query: Some("src=chub+india&token=secret&tag=%41&flag"),
+            ..post(Some("application/json"), br#"{"a":1}"#)
+        };
+        let decoded = decode(&request).unwrap();
+        assert_eq!(
+            decoded.original.query.as_deref(),
+            Some("src=chub+india&tag=%41&flag")
+        );
+        assert!(
+            !decoded.fields.contains_key("src"),
+            "the body alone makes the fields"
+        );
+        let only_token = RawRequest {
+            query: Some("token=secret"),
+            ..request
+        };
+        assert_eq!(decode(&only_token).unwrap().original.query, None);
     }
 
     #[test]

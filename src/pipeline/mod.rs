@@ -6,22 +6,24 @@ pub mod envelope;
 pub mod normalise;
 pub mod privacy;
 pub mod route;
+pub mod warning;
 
-pub use decode::{Decoded, Encoding, Original, RawRequest, decode};
-pub use envelope::{ENVELOPE_VERSION, Envelope};
+pub use decode::{Decoded, Encoding, Original, OriginalPayload, RawRequest, decode};
+pub use envelope::{ENVELOPE_VERSION, EncodedEvent, Envelope, EnvelopeAttributes};
 pub use normalise::{Kind, Normalised, normalise};
 pub use privacy::Privacy;
 pub use route::{DeadLetter, OutboundRecord, Router};
+pub use warning::{Warning, WarningCode};
 
 use time::OffsetDateTime;
 
 /// Normalise and envelope a decoded payload: its fields move into the normalised view, and the
-/// envelope is serialised once, as published.
+/// envelope is serialised once, as published (in the configured content mode).
 pub fn to_envelope(
-    source: &str,
+    attributes: &EnvelopeAttributes,
     decoded: Decoded,
     received_at: OffsetDateTime,
-) -> serde_json::Result<(Normalised, Vec<u8>)> {
+) -> serde_json::Result<(Normalised, EncodedEvent)> {
     let Decoded {
         encoding,
         fields,
@@ -33,7 +35,7 @@ pub fn to_envelope(
         normalised.warnings.splice(0..0, warnings);
     }
     let envelope =
-        Envelope::new(source, encoding, &original, &normalised, received_at).to_bytes()?;
+        Envelope::new(attributes, encoding, &original, &normalised, received_at).encode()?;
     Ok((normalised, envelope))
 }
 
@@ -42,7 +44,7 @@ pub fn to_envelope(
 pub fn to_records(
     decoded: Decoded,
     privacy: Option<&Privacy>,
-    source: &str,
+    attributes: &EnvelopeAttributes,
     router: &Router,
     received_at: OffsetDateTime,
 ) -> serde_json::Result<(Normalised, Vec<OutboundRecord>)> {
@@ -50,8 +52,8 @@ pub fn to_records(
         Some(privacy) => privacy.apply(decoded),
         None => decoded,
     };
-    let (normalised, envelope) = to_envelope(source, decoded, received_at)?;
-    let records = router.route(&normalised, bytes::Bytes::from(envelope));
+    let (normalised, envelope) = to_envelope(attributes, decoded, received_at)?;
+    let records = router.route(&normalised, envelope, received_at);
     Ok((normalised, records))
 }
 

@@ -1,9 +1,13 @@
 //! Normalise: a payload's fields, however TeleCMI typed them, turned into one stable shape,
 //! plus the identity (event id, conversation) the rest of the pipeline keys on.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Number, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use super::warning::{Warning, WarningCode};
 
 /// Namespace of the deterministic event ids. Changing it changes every id: it is part of the
 /// envelope contract, like the name layouts in [`event_id`].
@@ -50,7 +54,10 @@ pub struct Normalised {
     pub app_id: Option<String>,
     pub event_time: Option<OffsetDateTime>,
     pub fields: Map<String, Value>,
-    pub warnings: Vec<String>,
+    /// Documented fields whose value cannot take the field's type, as sent: moved out of
+    /// `fields`, so that every documented field there has its one type.
+    pub unconverted: Map<String, Value>,
+    pub warnings: Vec<Warning>,
 }
 
 /// How a documented field is typed in the normalised view.
@@ -131,9 +138,10 @@ pub fn normalise(fields: Map<String, Value>) -> Normalised {
     let call_leg_id = fields
         .get("cmiuuid")
         .or_else(|| fields.get("cmiuid"))
-        .map(|value| coerce("cmiuuid", value.clone(), Rule::Text, &mut Vec::new()))
+        .and_then(|value| coerce(value.clone(), Rule::Text).ok())
         .as_ref()
-        .and_then(trimmed_text);
+        .and_then(attribute_text)
+        .map(Cow::into_owned);
     let identity = match &call_leg_id {
         Some(call_leg_id) => Identity::CallLeg(call_leg_id),
         None => Identity::Fields(field_identity(&fields)),
@@ -141,17 +149,37 @@ pub fn normalise(fields: Map<String, Value>) -> Normalised {
 
     // In place: most keys keep their name and position, so the map is not rebuilt.
     let mut normalised = fields;
+    let mut unconvertible = Vec::new();
     for (key, value) in normalised.iter_mut() {
         let canonical = canonical_key(key);
         if let Some((_, differs)) = shadowed_aliases.iter().find(|(alias, _)| alias == key) {
             if *differs {
-                warnings.push(format!("{key} differs from {canonical}; kept {canonical}"));
+                warnings.push(Warning::on_field(
+                    WarningCode::AliasConflict,
+                    key,
+                    format!("{key} differs from {canonical}; kept {canonical}"),
+                ));
             }
             continue;
         }
         if let Some(rule) = rule_for(canonical) {
-            *value = coerce(canonical, std::mem::take(value), rule, &mut warnings);
+            match coerce(std::mem::take(value), rule) {
+                Ok(coerced) => *value = coerced,
+                Err(as_sent) => {
+                    warnings.push(Warning::on_field(
+                        WarningCode::UnconvertibleValue,
+                        key,
+                        format!("{key} cannot be converted to its type; moved to unconverted"),
+                    ));
+                    unconvertible.push((key.clone(), as_sent));
+                }
+            }
         }
+    }
+    let mut unconverted = Map::new();
+    for (key, as_sent) in unconvertible {
+        normalised.shift_remove(&key);
+        unconverted.insert(canonical_key(&key).to_owned(), as_sent);
     }
     for (alias, canonical) in ALIASES {
         if shadowed_aliases
@@ -166,9 +194,25 @@ pub fn normalise(fields: Map<String, Value>) -> Normalised {
         }
     }
 
-    let text = |key: &str| normalised.get(key).and_then(trimmed_str);
-    let lower = |key: &str| text(key).map(str::to_lowercase);
-    let present = |key: &str| text(key).map(str::to_owned);
+    for key in ATTRIBUTE_SOURCES {
+        if normalised
+            .get(key)
+            .and_then(Value::as_str)
+            .is_some_and(|text| !text.chars().all(allowed_in_attribute))
+        {
+            warnings.push(Warning::on_field(
+                WarningCode::AttributeCharactersRemoved,
+                key,
+                format!(
+                    "{key} has characters CloudEvents forbids in attribute values (control \
+                     characters, noncharacters); removed from the normalised value"
+                ),
+            ));
+        }
+    }
+    let text = |key: &str| normalised.get(key).and_then(attribute_text);
+    let lower = |key: &str| text(key).map(|text| text.to_lowercase());
+    let present = |key: &str| text(key).map(Cow::into_owned);
 
     let (kind, kind_inferred) = match lower("type").as_deref() {
         Some("event") => (Kind::Event, false),
@@ -213,19 +257,42 @@ pub fn normalise(fields: Map<String, Value>) -> Normalised {
         call_leg_id,
         event_time,
         fields: normalised,
+        unconverted,
         warnings,
     }
 }
 
-fn trimmed_str(value: &Value) -> Option<&str> {
-    value
-        .as_str()
-        .map(str::trim)
-        .filter(|text| !text.is_empty())
+/// The text fields the normalised identity is read from; their values become CloudEvents
+/// attributes (`subject`, `partitionkey`, `telecmistatus`), the Kafka key and headers.
+const ATTRIBUTE_SOURCES: [&str; 8] = [
+    "type",
+    "status",
+    "direction",
+    "leg",
+    "conversation_uuid",
+    "cmiuuid",
+    "call_id",
+    "app_id",
+];
+
+/// CloudEvents' String type excludes the control characters (U+0000-U+001F, U+007F-U+009F)
+/// and Unicode's noncharacters; a newline in a Kafka header or key breaks consumers too.
+fn allowed_in_attribute(c: char) -> bool {
+    let code = u32::from(c);
+    !c.is_control() && !(0xFDD0..=0xFDEF).contains(&code) && code & 0xFFFE != 0xFFFE
 }
 
-fn trimmed_text(value: &Value) -> Option<String> {
-    trimmed_str(value).map(str::to_owned)
+/// A text value as the identity takes it: without the characters attributes cannot carry,
+/// trimmed; `None` when nothing is left. The field itself keeps them, as sent.
+fn attribute_text(value: &Value) -> Option<Cow<'_, str>> {
+    let text = value.as_str()?;
+    let kept = if text.chars().all(allowed_in_attribute) {
+        Cow::Borrowed(text.trim())
+    } else {
+        let kept: String = text.chars().filter(|c| allowed_in_attribute(*c)).collect();
+        Cow::Owned(kept.trim().to_owned())
+    };
+    (!kept.is_empty()).then_some(kept)
 }
 
 /// How [`coerce`] answers: most values already have their type and move through untouched.
@@ -235,7 +302,8 @@ enum Coerced {
     Unexpected,
 }
 
-fn coerce(key: &str, value: Value, rule: Rule, warnings: &mut Vec<String>) -> Value {
+/// The value in its rule's type, or the value as sent when it cannot take it.
+fn coerce(value: Value, rule: Rule) -> Result<Value, Value> {
     let coerced = match (rule, &value) {
         (_, Value::Null) => Coerced::AsSent,
         (Rule::Text, Value::String(_)) => Coerced::AsSent,
@@ -268,12 +336,9 @@ fn coerce(key: &str, value: Value, rule: Rule, warnings: &mut Vec<String>) -> Va
         _ => Coerced::Unexpected,
     };
     match coerced {
-        Coerced::AsSent => value,
-        Coerced::Into(coerced) => coerced,
-        Coerced::Unexpected => {
-            warnings.push(format!("{key} has an unexpected type; kept as sent"));
-            value
-        }
+        Coerced::AsSent => Ok(value),
+        Coerced::Into(coerced) => Ok(coerced),
+        Coerced::Unexpected => Err(value),
     }
 }
 
@@ -294,7 +359,7 @@ fn parse_bool(text: &str) -> Option<bool> {
 /// `time` is epoch milliseconds in every documented sample; other TeleCMI payloads use epoch
 /// seconds. The magnitude tells them apart: below 10^11 is seconds (10^11 ms is 1973, 10^11 s
 /// is the year 5138), and micro- and nanoseconds are recognised the same way.
-fn event_time(time: Option<&Value>, warnings: &mut Vec<String>) -> Option<OffsetDateTime> {
+fn event_time(time: Option<&Value>, warnings: &mut Vec<Warning>) -> Option<OffsetDateTime> {
     let value = time.filter(|value| !value.is_null())?;
     let parsed = match value {
         Value::Number(number) => number.as_i64().and_then(|raw| {
@@ -313,7 +378,11 @@ fn event_time(time: Option<&Value>, warnings: &mut Vec<String>) -> Option<Offset
         _ => None,
     };
     if parsed.is_none() {
-        warnings.push("time is not an epoch timestamp or RFC 3339 time".to_owned());
+        warnings.push(Warning::on_field(
+            WarningCode::UnusableTime,
+            "time",
+            "time is not an epoch timestamp or RFC 3339 time",
+        ));
     }
     parsed
 }
@@ -439,14 +508,37 @@ mod tests {
     }
 
     #[test]
-    fn wrong_types_are_kept_and_warned_about() {
+    fn wrong_types_move_to_unconverted_with_a_coded_warning() {
         let normalised = normalise(fields(json!({
-            "answeredsec": "eleven", "record": [1], "from": {"x": 1}, "time": -5
+            "answeredsec": "eleven", "record": [1], "from": {"x": 1}, "time": -5, "appid": [7]
         })));
-        assert_eq!(normalised.fields["answeredsec"], "eleven");
-        assert_eq!(normalised.fields["record"], json!([1]));
-        assert_eq!(normalised.fields["from"], json!({"x": 1}));
-        assert_eq!(normalised.warnings.len(), 4, "{:?}", normalised.warnings);
+        assert_eq!(
+            Value::Object(normalised.unconverted.clone()),
+            json!({"answeredsec": "eleven", "record": [1], "from": {"x": 1}, "app_id": [7]})
+        );
+        for key in ["answeredsec", "record", "from", "app_id", "appid"] {
+            assert!(!normalised.fields.contains_key(key), "{key} left in fields");
+        }
+        let coded: Vec<(WarningCode, Option<&str>)> = normalised
+            .warnings
+            .iter()
+            .map(|warning| (warning.code, warning.field.as_deref()))
+            .collect();
+        assert_eq!(
+            coded,
+            [
+                (WarningCode::UnconvertibleValue, Some("answeredsec")),
+                (WarningCode::UnconvertibleValue, Some("record")),
+                (WarningCode::UnconvertibleValue, Some("from")),
+                (WarningCode::UnconvertibleValue, Some("appid")),
+                (WarningCode::UnusableTime, Some("time")),
+            ]
+        );
+        assert_eq!(
+            normalised.fields["time"],
+            json!(-5),
+            "an integer, if unusable"
+        );
         assert_eq!(normalised.event_time, None);
     }
 
@@ -483,6 +575,34 @@ mod tests {
         let different = normalise(fields(json!({"status": "x", "to": 2})));
         assert_eq!(without_leg_id.id, same_as_text.id);
         assert_ne!(without_leg_id.id, different.id);
+    }
+
+    #[test]
+    fn attribute_values_lose_control_characters_and_noncharacters_with_a_warning() {
+        let normalised = normalise(fields(json!({
+            "type": "event", "status": "Answ\u{7}ered\n", "conversation_uuid": "conv\u{0}-1",
+            "cmiuuid": "leg\u{7f}\u{85}-a\u{fffe}", "app_id": "\u{1b}"
+        })));
+        assert_eq!(normalised.status.as_deref(), Some("answered"));
+        assert_eq!(normalised.conversation_id, "conv-1");
+        assert_eq!(normalised.call_leg_id.as_deref(), Some("leg-a"));
+        assert_eq!(normalised.app_id, None, "nothing left is absent");
+        assert_eq!(normalised.fields["conversation_uuid"], "conv\u{0}-1");
+        for key in ["status", "conversation_uuid", "cmiuuid", "app_id"] {
+            assert!(
+                normalised.warnings.iter().any(|warning| {
+                    warning.code == WarningCode::AttributeCharactersRemoved
+                        && warning.field.as_deref() == Some(key)
+                }),
+                "{key}: {:?}",
+                normalised.warnings
+            );
+        }
+        let clean = normalise(fields(json!({
+            "type": "event", "status": "answered", "conversation_uuid": "conv-1", "cmiuuid": "leg-a"
+        })));
+        assert_eq!(normalised.id, clean.id, "the same event, cleaned");
+        assert!(clean.warnings.is_empty());
     }
 
     #[test]

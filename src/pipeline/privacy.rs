@@ -14,8 +14,8 @@
 //!
 //! With it on, the original is no longer the request byte for byte: a JSON original that had
 //! anything to protect is re-serialised with those values replaced (key order and number
-//! literals kept, a repeated key kept once, at its last value), and the raw copy of a
-//! leading-zero body is dropped.
+//! literals kept), the exact texts (`raw`, a POST's `query`) are withheld, and the original
+//! names the mode that rewrote it (`data.original.privacy`).
 
 use std::collections::BTreeSet;
 
@@ -24,7 +24,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use super::decode::{Decoded, Original};
+use super::decode::{Decoded, OriginalPayload};
 use super::normalise::holds_json_text;
 use super::route::OutboundRecord;
 use crate::config::{PrivacyMode, PrivacySettings, SecretValue};
@@ -81,33 +81,46 @@ impl Privacy {
         })
     }
 
+    /// The original's exact texts (`raw`, a POST's `query`) cannot be protected value by value,
+    /// so they are withheld; the original then says which privacy mode rewrote it.
     pub fn apply(&self, mut decoded: Decoded) -> Decoded {
         self.protect_map(&mut decoded.fields, &mut Vec::new());
-        decoded.original = match decoded.original {
-            Original::Fields(mut fields) => {
-                self.protect_map(&mut fields, &mut Vec::new());
-                Original::Fields(fields)
-            }
-            Original::Json(payload) | Original::LenientJson { payload, .. } => {
-                Original::Json(self.protect_raw(payload))
-            }
+        let original = &mut decoded.original;
+        let protected = match &mut original.payload {
+            OriginalPayload::Fields(fields) => self.protect_map(fields, &mut Vec::new()),
+            OriginalPayload::Json(payload) => match self.protect_raw(payload) {
+                Some(protected) => {
+                    *payload = protected;
+                    true
+                }
+                None => false,
+            },
         };
+        let withheld = original.raw.take().is_some() | original.query.take().is_some();
+        if protected || withheld {
+            original.privacy = Some(self.mode());
+        }
         decoded
     }
 
-    /// The payload re-serialised only when something in it was protected, so an original
+    /// The mode's name as configured (`privacy.mode`).
+    fn mode(&self) -> &'static str {
+        match self.protection {
+            Protection::Redact => "redact",
+            Protection::Hash(_) => "hmac",
+        }
+    }
+
+    /// The payload re-serialised, only when something in it was protected, so an original
     /// without phone numbers stays byte for byte.
-    fn protect_raw(&self, payload: Box<RawValue>) -> Box<RawValue> {
+    fn protect_raw(&self, payload: &RawValue) -> Option<Box<RawValue>> {
         let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(payload.get()) else {
-            return payload;
+            return None;
         };
         if !self.protect_map(&mut object, &mut Vec::new()) {
-            return payload;
+            return None;
         }
-        serde_json::to_string(&Value::Object(object))
-            .ok()
-            .and_then(|text| RawValue::from_string(text).ok())
-            .unwrap_or(payload)
+        serde_json::value::to_raw_value(&object).ok()
     }
 
     /// Protects the matching fields of `map`, found under `path`; true if anything changed.
@@ -317,12 +330,16 @@ mod tests {
         .expect("decodes")
     }
 
+    /// Everything the original keeps: payload, raw and query.
     fn original_text(decoded: &Decoded) -> String {
-        match &decoded.original {
-            Original::Json(payload) => payload.get().to_owned(),
-            Original::LenientJson { payload, raw } => format!("{} {raw}", payload.get()),
-            Original::Fields(fields) => Value::Object(fields.clone()).to_string(),
-        }
+        let original = &decoded.original;
+        let payload = match &original.payload {
+            OriginalPayload::Json(payload) => payload.get().to_owned(),
+            OriginalPayload::Fields(fields) => Value::Object(fields.clone()).to_string(),
+        };
+        let raw = original.raw.as_deref().unwrap_or_default();
+        let query = original.query.as_deref().unwrap_or_default();
+        format!("{payload} {raw} {query}")
     }
 
     #[test]
@@ -353,6 +370,8 @@ mod tests {
         ));
         assert_eq!(form.fields["from"], from, "form and JSON hash alike");
         assert!(!original_text(&form).contains("9876543210"));
+        assert_eq!(form.original.raw, None, "the form's text withheld");
+        assert_eq!(form.original.privacy, Some("hmac"));
 
         let other_key = Privacy::new(&PrivacySettings {
             hmac_key: Some(SecretValue::from("another-key-0123456789abc")),
@@ -372,9 +391,11 @@ mod tests {
         ));
         assert_eq!(redacted.fields["callerid"], REDACTED);
         assert_eq!(redacted.fields["to"], REDACTED);
-        assert!(
-            matches!(redacted.original, Original::Json(_)),
-            "raw copy dropped"
+        assert_eq!(redacted.original.raw, None, "raw copy dropped");
+        assert_eq!(
+            redacted.original.privacy,
+            Some("redact"),
+            "and the original marked"
         );
         let original = original_text(&redacted);
         assert!(!original.contains("4471000"), "{original}");
@@ -427,6 +448,11 @@ mod tests {
         let privacy = Privacy::new(&settings(PrivacyMode::Redact)).expect("on");
         let body = br#"{"status" : "answered",  "custom":"{\"crm\": \"true\"}", "n": 1.50}"#;
         let decoded = privacy.apply(decoded(body, "application/json"));
-        assert_eq!(original_text(&decoded).as_bytes(), body);
+        assert_eq!(original_text(&decoded).trim_end().as_bytes(), body);
+        assert!(decoded.original.is_exact());
+        assert_eq!(
+            decoded.original.privacy, None,
+            "nothing rewritten, nothing marked"
+        );
     }
 }

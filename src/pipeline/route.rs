@@ -7,8 +7,8 @@ use bytes::Bytes;
 use time::OffsetDateTime;
 
 use super::RejectReason;
-use super::decode::{RawRequest, query_without};
-use super::envelope::{CLOUDEVENTS_CONTENT_TYPE, ENVELOPE_VERSION, rfc3339};
+use super::decode::RawRequest;
+use super::envelope::{ENVELOPE_VERSION, EncodedEvent, rfc3339, unix_millis};
 use super::normalise::{Kind, Normalised};
 use crate::config::{RoutingSettings, TopicName};
 
@@ -19,6 +19,9 @@ pub struct OutboundRecord {
     pub key: String,
     pub headers: Vec<(&'static str, String)>,
     pub payload: Bytes,
+    /// The Kafka record timestamp (ms since the Unix epoch): when the bridge received the
+    /// event, not when the record was produced, which can be hours later after a spool backlog.
+    pub timestamp_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -77,9 +80,15 @@ impl Router {
     }
 
     /// The records for one envelope: its status topic first, then the combined topic if on.
-    pub fn route(&self, normalised: &Normalised, envelope: Bytes) -> Vec<OutboundRecord> {
+    pub fn route(
+        &self,
+        normalised: &Normalised,
+        event: EncodedEvent,
+        received_at: OffsetDateTime,
+    ) -> Vec<OutboundRecord> {
+        let envelope = Bytes::from(event.value);
         let mut headers = vec![
-            ("content-type", CLOUDEVENTS_CONTENT_TYPE.to_owned()),
+            ("content-type", event.content_type.to_owned()),
             ("telecmi-event-id", normalised.id.to_string()),
             ("telecmi-kind", normalised.kind.as_str().to_owned()),
             ("telecmi-envelope-version", ENVELOPE_VERSION.to_owned()),
@@ -87,6 +96,7 @@ impl Router {
         if let Some(status) = &normalised.status {
             headers.push(("telecmi-status", status.clone()));
         }
+        headers.extend(event.attribute_headers);
         let primary = self.topic_for(normalised.kind, normalised.status.as_deref());
         std::iter::once(primary)
             .chain(self.combined.as_ref())
@@ -95,6 +105,7 @@ impl Router {
                 key: normalised.conversation_id.clone(),
                 headers: headers.clone(),
                 payload: envelope.clone(),
+                timestamp_ms: unix_millis(received_at),
             })
             .collect()
     }
@@ -109,13 +120,7 @@ impl Router {
             return None;
         }
         let request = letter.request;
-        let query = request
-            .query
-            .map(|query| match request.reserved_query_param {
-                Some(reserved) => query_without(query, reserved),
-                None => query.to_owned(),
-            })
-            .filter(|query| !query.is_empty());
+        let query = request.query_text();
         let (payload, content_type) = if request.is_get {
             let query = query.clone().unwrap_or_default();
             (
@@ -146,6 +151,7 @@ impl Router {
             key: letter.request_id.to_owned(),
             headers,
             payload,
+            timestamp_ms: unix_millis(letter.received_at),
         })
     }
 }
@@ -153,6 +159,7 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::envelope::CLOUDEVENTS_CONTENT_TYPE;
     use crate::pipeline::normalise;
     use serde_json::json;
 
@@ -189,7 +196,12 @@ mod tests {
         let event = normalised(json!({
             "type": "event", "status": "ANSWERED", "conversation_uuid": "conv-1", "cmiuuid": "leg"
         }));
-        let records = Router::new(&settings).route(&event, Bytes::from_static(b"{}"));
+        let encoded = EncodedEvent {
+            value: b"{}".to_vec(),
+            content_type: CLOUDEVENTS_CONTENT_TYPE,
+            attribute_headers: vec![("ce_id", event.id.to_string())],
+        };
+        let records = Router::new(&settings).route(&event, encoded, OffsetDateTime::UNIX_EPOCH);
         let topics: Vec<&str> = records.iter().map(|record| record.topic.as_str()).collect();
         assert_eq!(topics, ["telecmi.event.answered", "telecmi.calls"]);
         for record in &records {
@@ -208,6 +220,11 @@ mod tests {
                 Some(event.id.to_string().as_str())
             );
             assert_eq!(header("content-type"), Some(CLOUDEVENTS_CONTENT_TYPE));
+            assert_eq!(
+                header("ce_id"),
+                header("telecmi-event-id"),
+                "attribute headers kept"
+            );
         }
     }
 

@@ -191,7 +191,8 @@ impl Publisher for KafkaPublisher {
             let future_record = FutureRecord::to(record.topic.as_str())
                 .key(record.key.as_bytes())
                 .payload(record.payload.as_ref())
-                .headers(headers);
+                .headers(headers)
+                .timestamp(record.timestamp_ms);
             match self.producer.send_result(future_record) {
                 Ok(delivery) => pending.push((record.topic.clone(), delivery)),
                 Err((error, _)) => {

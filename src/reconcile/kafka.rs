@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::matching::PublishedCdr;
@@ -157,9 +157,7 @@ pub fn read_published_cdrs(
         };
         if message.offset() < end {
             published.records_read += 1;
-            match message
-                .payload()
-                .and_then(|payload| serde_json::from_slice(payload).ok())
+            match structured_view(&message)
                 .and_then(|envelope| PublishedCdr::from_envelope(&envelope))
             {
                 Some(cdr) => published.cdrs.push(cdr),
@@ -171,6 +169,22 @@ pub fn read_published_cdrs(
         }
     }
     Ok(published)
+}
+
+/// The record as a structured-mode envelope: as it is in structured mode; in binary mode
+/// (`envelope.mode = "binary"`) the value is `data` alone and the id is the `ce_id` header.
+fn structured_view(message: &impl Message) -> Option<serde_json::Value> {
+    let value: serde_json::Value = serde_json::from_slice(message.payload()?).ok()?;
+    let binary_id = message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|header| header.key == "ce_id")
+            .and_then(|header| std::str::from_utf8(header.value?).ok().map(str::to_owned))
+    });
+    Some(match binary_id {
+        Some(id) => serde_json::json!({"id": id, "data": value}),
+        None => value,
+    })
 }
 
 #[cfg(test)]
@@ -188,6 +202,39 @@ mod tests {
                 "telecmi.cdr.missed",
                 "telecmi.cdr.other"
             ]
+        );
+    }
+
+    #[test]
+    fn a_binary_mode_record_is_read_as_its_structured_envelope() {
+        use rdkafka::Timestamp;
+        use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+        let data = br#"{"kind":"cdr","call_leg_id":"leg-1","status":"answered"}"#.to_vec();
+        let record = |headers| {
+            OwnedMessage::new(
+                Some(data.clone()),
+                None,
+                "telecmi.cdr.answered".to_owned(),
+                Timestamp::NotAvailable,
+                0,
+                0,
+                headers,
+            )
+        };
+        let binary = record(Some(OwnedHeaders::new().insert(Header {
+            key: "ce_id",
+            value: Some("event-1"),
+        })));
+        let cdr = structured_view(&binary)
+            .and_then(|envelope| PublishedCdr::from_envelope(&envelope))
+            .expect("a CDR");
+        assert_eq!(cdr.event_id, "event-1");
+        assert_eq!(cdr.call_leg_id.as_deref(), Some("leg-1"));
+        assert!(
+            structured_view(&record(None))
+                .and_then(|envelope| PublishedCdr::from_envelope(&envelope))
+                .is_none(),
+            "data without an id is no envelope"
         );
     }
 

@@ -34,7 +34,7 @@ pub struct PublishedCdr {
 }
 
 impl PublishedCdr {
-    /// The CDR view of an envelope as published (`schema/envelope.v1.schema.json`); `None`
+    /// The CDR view of an envelope as published (`schema/envelope.v2.schema.json`); `None`
     /// for events and for what is not an envelope.
     pub fn from_envelope(envelope: &Value) -> Option<Self> {
         let data = envelope.get("data")?;

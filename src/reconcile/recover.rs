@@ -16,7 +16,9 @@ use uuid::Uuid;
 
 use super::telecmi::CallRecord;
 use crate::config::{Bootstrap, DeliveryMode, DeliverySettings, Settings, kafka_client_config};
-use crate::pipeline::{Decoded, Encoding, Original, Privacy, Router, to_records};
+use crate::pipeline::{
+    Decoded, Encoding, EnvelopeAttributes, Original, OriginalPayload, Privacy, Router, to_records,
+};
 use crate::publish::{KafkaPublisher, PublishError, Publisher};
 
 /// The header that marks a record published by reconciliation rather than by a webhook.
@@ -42,14 +44,20 @@ pub fn decoded_cdr(record: &CallRecord, app_id: u64) -> Decoded {
     Decoded {
         encoding: Encoding::Json,
         fields,
-        original: Original::Json(original),
+        original: Original {
+            payload: OriginalPayload::Json(original),
+            raw: None,
+            query: None,
+            privacy: None,
+            origin: Some(ORIGIN_RECONCILE),
+        },
         warnings: Vec::new(),
     }
 }
 
 /// Publishes recovered CDRs with the bridge's own routing, privacy and producer settings.
 pub struct Recovery {
-    source: String,
+    attributes: EnvelopeAttributes,
     router: Router,
     privacy: Option<Privacy>,
     publisher: KafkaPublisher,
@@ -72,7 +80,7 @@ impl Recovery {
         let publisher = KafkaPublisher::new(&config, settings.ack_timeout())
             .map_err(|error| format!("cannot create the Kafka producer: {error}"))?;
         Ok(Self {
-            source: settings.envelope.source.clone(),
+            attributes: EnvelopeAttributes::new(&settings.envelope),
             router: Router::new(&settings.routing),
             privacy: Privacy::new(&settings.privacy),
             publisher,
@@ -85,7 +93,7 @@ impl Recovery {
         let (normalised, mut records) = to_records(
             decoded_cdr(record, self.app_id),
             self.privacy.as_ref(),
-            &self.source,
+            &self.attributes,
             &self.router,
             OffsetDateTime::now_utc(),
         )
@@ -173,13 +181,14 @@ mod tests {
             fields: object(fields.clone()),
         };
         let (normalised, envelope) = to_envelope(
-            "urn:test",
+            &EnvelopeAttributes::default(),
             decoded_cdr(&record, 1_111_113),
             OffsetDateTime::UNIX_EPOCH,
         )
         .expect("envelope");
-        let envelope: Value = serde_json::from_slice(&envelope).expect("JSON");
+        let envelope: Value = serde_json::from_slice(&envelope.value).expect("JSON");
         assert_eq!(envelope["data"]["original"]["payload"], fields);
+        assert_eq!(envelope["origin"], ORIGIN_RECONCILE, "marked as recovered");
         assert_eq!(envelope["data"]["kind"], "cdr");
         assert_eq!(envelope["data"]["direction"], "outbound");
         assert_eq!(envelope["data"]["fields"]["to"], "919100000000");

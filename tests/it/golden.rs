@@ -1,5 +1,5 @@
 //! The envelope contract over every documented sample: golden files pin the exact envelope,
-//! `schema/envelope.v1.schema.json` describes it, the original payload can be rebuilt from it,
+//! `schema/envelope.v2.schema.json` describes it, the original payload can be rebuilt from it,
 //! and the encoding a payload arrived in changes nothing but `data.original`.
 //!
 //! Run with `UPDATE_GOLDEN=1` to (re)write `tests/golden/*.json` after a deliberate change.
@@ -8,14 +8,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
-use telecmi_bridge::pipeline::{RawRequest, decode, to_envelope};
+use telecmi_bridge::pipeline::{EnvelopeAttributes, RawRequest, decode, to_envelope};
 use time::OffsetDateTime;
 
 use crate::fixtures::{
     Fixture, as_text_pairs, form_encoded, json_fixtures, raw_leading_zero_fixture,
 };
 
-const SOURCE: &str = "urn:telecmi-bridge";
 const RECEIVED_AT_UNIX: i64 = 1_700_000_000;
 
 /// The documented events that are genuinely the same event (same kind, status, cmiuuid, leg
@@ -35,12 +34,53 @@ fn received_at() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(RECEIVED_AT_UNIX).expect("valid timestamp")
 }
 
-fn golden_dir() -> PathBuf {
+pub fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
 fn schema_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema/envelope.v1.schema.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema/envelope.v2.schema.json")
+}
+
+fn data_schema_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema/data.v2.schema.json")
+}
+
+const DATA_SCHEMA_ID: &str = "https://telecmi-bridge.invalid/schemas/data.v2.schema.json";
+
+pub fn read_schema(path: &Path) -> Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
+    if let Err(error) = jsonschema::meta::validate(&schema) {
+        panic!("{} is not a valid JSON Schema: {error}", path.display());
+    }
+    schema
+}
+
+/// Resolves the envelope schema's references to the schema of `data`, from the repository.
+struct DataSchema;
+
+impl jsonschema::Retrieve for DataSchema {
+    fn retrieve(
+        &self,
+        uri: &jsonschema::Uri<String>,
+    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        if uri.as_str() == DATA_SCHEMA_ID {
+            Ok(read_schema(&data_schema_path()))
+        } else {
+            Err(format!("no schema {} in schema/", uri.as_str()).into())
+        }
+    }
+}
+
+pub fn validator_of(schema: &Value) -> jsonschema::Validator {
+    jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .should_ignore_unknown_formats(false)
+        .with_retriever(DataSchema)
+        .build(schema)
+        .unwrap_or_else(|error| panic!("the schema does not compile: {error}"))
 }
 
 fn updating() -> bool {
@@ -84,9 +124,10 @@ fn get_query(query: &str) -> RawRequest<'_> {
 /// The envelope bytes exactly as the bridge publishes them.
 fn envelope_bytes(request: &RawRequest<'_>, received_at: OffsetDateTime) -> Vec<u8> {
     let decoded = decode(request).unwrap_or_else(|error| panic!("decode: {error}"));
-    to_envelope(SOURCE, decoded, received_at)
+    to_envelope(&EnvelopeAttributes::default(), decoded, received_at)
         .expect("envelope serialises")
         .1
+        .value
 }
 
 fn parse(bytes: &[u8]) -> Value {
@@ -153,20 +194,35 @@ fn pretty(envelope: &Value) -> String {
     text
 }
 
-fn schema_validator() -> jsonschema::Validator {
-    let text = std::fs::read_to_string(schema_path()).expect("schema/envelope.v1.schema.json");
-    let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
-    if let Err(error) = jsonschema::meta::validate(&schema) {
-        panic!("the schema is not a valid JSON Schema: {error}");
-    }
-    jsonschema::draft202012::options()
-        .should_validate_formats(true)
-        .should_ignore_unknown_formats(false)
-        .build(&schema)
-        .unwrap_or_else(|error| panic!("the schema does not compile: {error}"))
+pub fn schema_validator() -> jsonschema::Validator {
+    validator_of(&read_schema(&schema_path()))
 }
 
-fn schema_errors(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
+/// `dataschema` names the schema `data` adheres to: every golden envelope's `data` validates
+/// against the schema of `data` alone, whose `$id` the envelope schema refers to, and
+/// `dataschema` is the default base followed by its file name.
+#[test]
+fn every_envelopes_data_validates_against_the_data_schema_alone() {
+    let data_schema = read_schema(&data_schema_path());
+    assert_eq!(data_schema["$id"], DATA_SCHEMA_ID);
+    let validator = validator_of(&data_schema);
+    for fixture in all_fixtures() {
+        let envelopes = three_ways(&fixture);
+        for envelope in [&envelopes.json, &envelopes.form, &envelopes.query] {
+            let errors = schema_errors(&validator, pointer(envelope, "/data"));
+            assert!(errors.is_empty(), "{}: {errors:?}", fixture.name);
+            assert_eq!(
+                pointer(envelope, "/dataschema"),
+                "http://localhost:9090/schemas/data.v2.schema.json"
+            );
+        }
+    }
+    let mut broken = envelope(&post_json(&all_fixtures()[0].body));
+    insert(&mut broken, "/data", "kind", Value::from("call"));
+    assert!(!validator.is_valid(pointer(&broken, "/data")));
+}
+
+pub fn schema_errors(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
     validator
         .iter_errors(instance)
         .map(|error| format!("{} at {}", error, error.instance_path()))
@@ -285,7 +341,7 @@ fn the_schema_rejects_envelopes_that_break_the_contract() {
     );
 
     type Breakage = fn(&mut Value);
-    let breakages: [(&str, Breakage); 14] = [
+    let breakages: [(&str, Breakage); 22] = [
         ("without id", |e| remove(e, "", "id")),
         ("without data", |e| remove(e, "", "data")),
         ("without partitionkey", |e| remove(e, "", "partitionkey")),
@@ -319,11 +375,45 @@ fn the_schema_rejects_envelopes_that_break_the_contract() {
         ("with time but a null data.event_time", |e| {
             insert(e, "/data", "event_time", Value::Null)
         }),
+        ("exact but with a raw copy", |e| {
+            insert(e, "/data/original", "raw", Value::from("{}"))
+        }),
+        ("not exact without raw or a privacy mark", |e| {
+            insert(e, "/data/original", "exact", Value::from(false))
+        }),
         ("with an unknown encoding", |e| {
             insert(e, "/data/original", "encoding", Value::from("xml"))
         }),
-        ("with another dataschema", |e| {
-            insert(e, "", "dataschema", Value::from("urn:other"))
+        ("with a dataschema naming another schema", |e| {
+            insert(
+                e,
+                "",
+                "dataschema",
+                Value::from("https://example.com/envelope.v2.schema.json"),
+            )
+        }),
+        ("with a dataschema that is not a URI", |e| {
+            insert(e, "", "dataschema", Value::from("data.v2.schema.json"))
+        }),
+        ("with a documented field of another type", |e| {
+            insert(e, "/data/fields", "answeredsec", Value::from("eleven"))
+        }),
+        ("with a warning without a code", |e| {
+            insert(
+                e,
+                "/data",
+                "warnings",
+                serde_json::json!([{"field": null, "message": "x"}]),
+            )
+        }),
+        ("with a control character in subject", |e| {
+            insert(e, "", "subject", Value::from("call\u{0}1"))
+        }),
+        ("with a newline in partitionkey", |e| {
+            insert(e, "", "partitionkey", Value::from("call\n1"))
+        }),
+        ("with a DEL in telecmistatus", |e| {
+            insert(e, "", "telecmistatus", Value::from("answered\u{7f}"))
         }),
     ];
     for (what, breakage) in breakages {
@@ -335,6 +425,54 @@ fn the_schema_rejects_envelopes_that_break_the_contract() {
             "an envelope {what} passes the schema"
         );
     }
+}
+
+/// Every documented field has one type: a value that cannot take it moves, as sent, to
+/// `data.unconverted`, with a coded warning, and the envelope still validates.
+#[test]
+fn a_value_that_cannot_take_its_type_moves_to_unconverted() {
+    let body = br#"{"type":"cdr","status":"answered","cmiuuid":"leg-1","answeredsec":"eleven","record":"maybe","billedsec":"7"}"#;
+    let envelope = envelope(&post_json(body));
+    let errors = schema_errors(&schema_validator(), &envelope);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        pointer(&envelope, "/data/unconverted"),
+        &serde_json::json!({"answeredsec": "eleven", "record": "maybe"})
+    );
+    assert!(envelope.pointer("/data/fields/answeredsec").is_none());
+    assert_eq!(pointer(&envelope, "/data/fields/billedsec"), 7);
+    assert_eq!(
+        pointer(&envelope, "/data/warnings"),
+        &serde_json::json!([
+            {"code": "unconvertible_value", "field": "answeredsec",
+             "message": "answeredsec cannot be converted to its type; moved to unconverted"},
+            {"code": "unconvertible_value", "field": "record",
+             "message": "record cannot be converted to its type; moved to unconverted"}
+        ])
+    );
+}
+
+/// What a payload's control characters would make an invalid CloudEvent is cleaned: the
+/// attributes (and so the Kafka key and headers) lose them, a warning says so, the schema holds.
+#[test]
+fn control_characters_in_a_payload_never_reach_an_attribute() {
+    let validator = schema_validator();
+    let body = br#"{"type":"event","status":"answered\u0007","conversation_uuid":"call\u0000-1\n2","cmiuuid":"leg\u001b","time":1700000000000}"#;
+    let envelope = envelope(&post_json(body));
+    let errors = schema_errors(&validator, &envelope);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(pointer(&envelope, "/subject"), "call-12");
+    assert_eq!(pointer(&envelope, "/partitionkey"), "call-12");
+    assert_eq!(pointer(&envelope, "/telecmistatus"), "answered");
+    assert_eq!(pointer(&envelope, "/data/call_leg_id"), "leg");
+    assert_eq!(
+        pointer(&envelope, "/data/fields/conversation_uuid"),
+        "call\u{0}-1\n2"
+    );
+    let warnings = pointer(&envelope, "/data/warnings")
+        .as_array()
+        .expect("warnings");
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
 }
 
 fn object_at<'v>(envelope: &'v mut Value, path: &str) -> &'v mut Map<String, Value> {
@@ -388,6 +526,12 @@ fn the_original_payload_rebuilds_every_fixture_exactly() {
             "{}: strict JSON needs no raw copy",
             fixture.name
         );
+        assert_eq!(
+            pointer(&envelope, "/data/original/exact"),
+            true,
+            "{}",
+            fixture.name
+        );
     }
 
     let fixture = raw_leading_zero_fixture();
@@ -403,6 +547,7 @@ fn the_original_payload_rebuilds_every_fixture_exactly() {
         Some(body),
         "raw is the body byte for byte"
     );
+    assert_eq!(pointer(&envelope, "/data/original/exact"), false);
     assert_eq!(pointer(&envelope, "/data/fields/callerid"), "04471000000");
     assert_eq!(
         pointer(&envelope, "/data/original/payload/callerid"),
@@ -453,12 +598,86 @@ fn the_encoding_changes_nothing_but_the_original() {
                 text(&pairs),
                 "{name}: {encoding} payload is the text pairs"
             );
-            assert!(
-                envelope.pointer("/data/original/raw").is_none(),
-                "{name}: {encoding}"
+            assert_eq!(
+                pointer(envelope, "/data/original/raw").as_str(),
+                Some(form_encoded(&object_of(&fixture)).as_str()),
+                "{name}: {encoding} raw is the text as sent"
             );
+            assert_eq!(pointer(envelope, "/data/original/exact"), false, "{name}");
         }
     }
+}
+
+/// A form or query keeps its exact text: percent-encoding, `+`, `k` against `k=`, empty
+/// pairs and the order of repeated keys, none of which the decoded fields can tell.
+#[test]
+fn form_and_query_originals_keep_the_text_as_sent() {
+    let text = "type=event&status=answered&cmiuuid=leg%2D1&to=%2B91+98&to=0045&k&k2=&&custom=a%20b";
+    for envelope in [
+        envelope(&post_form(text.as_bytes())),
+        envelope(&get_query(&format!("token=secret&{text}"))),
+    ] {
+        assert_eq!(pointer(&envelope, "/data/original/raw"), text);
+        assert_eq!(pointer(&envelope, "/data/original/exact"), false);
+        assert_eq!(
+            pointer(&envelope, "/data/original/payload/to"),
+            &serde_json::json!(["+91 98", "0045"])
+        );
+        assert!(envelope.pointer("/data/original/query").is_none());
+    }
+}
+
+/// A POST's query parameters are kept exactly (without the bridge's token) next to its body,
+/// and do not become fields.
+#[test]
+fn a_posts_query_string_is_kept_in_the_original() {
+    let request = RawRequest {
+        query: Some("token=secret&line=chub%20india&b"),
+        ..post_json(br#"{"type":"event","status":"answered","cmiuuid":"leg-1"}"#)
+    };
+    let envelope = envelope(&request);
+    assert_eq!(
+        pointer(&envelope, "/data/original/query"),
+        "line=chub%20india&b"
+    );
+    assert_eq!(pointer(&envelope, "/data/original/exact"), true);
+    assert!(envelope.pointer("/data/fields/line").is_none());
+    let errors = schema_errors(&schema_validator(), &envelope);
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+/// A body that repeats a key would make the envelope repeat it (RFC 8259: receivers then
+/// behave unpredictably): the payload holds each key once, at its last value, `raw` the body.
+#[test]
+fn a_body_with_repeated_keys_never_repeats_a_key_in_the_envelope() {
+    let body = br#"{"type":"event","status":"started","status":"answered","cmiuuid":"leg-1","custom":{"a":1,"a":2.50}}"#;
+    let bytes = envelope_bytes(&post_json(body), received_at());
+    let envelope = parse(&bytes);
+    assert_eq!(
+        text(&envelope).as_bytes(),
+        &bytes[..],
+        "parsed and written again, the envelope is unchanged: no key appears twice"
+    );
+    assert_eq!(
+        text(pointer(&envelope, "/data/original/payload")),
+        r#"{"type":"event","status":"answered","cmiuuid":"leg-1","custom":{"a":2.50}}"#
+    );
+    assert_eq!(
+        pointer(&envelope, "/data/original/raw")
+            .as_str()
+            .map(str::as_bytes),
+        Some(&body[..])
+    );
+    assert_eq!(pointer(&envelope, "/data/original/exact"), false);
+    assert_eq!(pointer(&envelope, "/data/status"), "answered");
+    assert_eq!(
+        pointer(&envelope, "/data/warnings")
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let errors = schema_errors(&schema_validator(), &envelope);
+    assert!(errors.is_empty(), "{errors:?}");
 }
 
 #[test]
@@ -547,7 +766,7 @@ fn ids_survive_a_resend_and_differ_between_different_events() {
 mod properties {
     use proptest::prelude::*;
     use serde_json::{Map, Value};
-    use telecmi_bridge::pipeline::{RawRequest, decode, to_envelope};
+    use telecmi_bridge::pipeline::{EnvelopeAttributes, RawRequest, decode, to_envelope};
 
     use super::{envelope_bytes, parse, pointer, post_form, post_json, received_at, text};
 
@@ -681,9 +900,9 @@ mod properties {
                 reserved_query_param: Some("token"),
             };
             if let Ok(decoded) = decode(&request) {
-                let (_, bytes) = to_envelope("urn:test", decoded, received_at())
+                let (_, event) = to_envelope(&EnvelopeAttributes::default(), decoded, received_at())
                     .expect("an accepted payload always makes an envelope");
-                prop_assert!(serde_json::from_slice::<Value>(&bytes).is_ok());
+                prop_assert!(serde_json::from_slice::<Value>(&event.value).is_ok());
             }
         }
     }

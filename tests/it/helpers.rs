@@ -247,6 +247,8 @@ pub struct Consumed {
     /// The payload parsed as JSON (`Null` if it is not: dead letters keep bodies raw).
     pub envelope: Value,
     pub payload: Vec<u8>,
+    /// The record's timestamp, in ms since the Unix epoch.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Consumed {
@@ -324,6 +326,7 @@ pub async fn consume(
             envelope: serde_json::from_slice(message.payload().unwrap_or_default())
                 .unwrap_or(Value::Null),
             payload: message.payload().unwrap_or_default().to_vec(),
+            timestamp_ms: message.timestamp().to_millis(),
         });
     }
     consumed
@@ -341,7 +344,13 @@ pub fn records_of(body: &str, router: &telecmi_bridge::pipeline::Router) -> Vec<
     };
     let decoded = telecmi_bridge::pipeline::decode(&request).expect("a webhook payload");
     let now = time::OffsetDateTime::now_utc();
-    telecmi_bridge::pipeline::to_records(decoded, None, "urn:test", router, now)
-        .expect("records")
-        .1
+    telecmi_bridge::pipeline::to_records(
+        decoded,
+        None,
+        &telecmi_bridge::pipeline::EnvelopeAttributes::default(),
+        router,
+        now,
+    )
+    .expect("records")
+    .1
 }

@@ -308,8 +308,9 @@ async fn a_json_body_sent_as_a_form_is_read_as_json_and_routed() {
     let data = &records[0].envelope["data"];
     assert_eq!(data["original"]["encoding"], "json");
     assert_eq!(data["original"]["payload"], payload);
+    assert_eq!(data["warnings"][0]["code"], "json_labelled_as_form");
     assert_eq!(
-        data["warnings"][0],
+        data["warnings"][0]["message"],
         telecmi_bridge::pipeline::decode::JSON_LABELLED_AS_FORM
     );
 }

@@ -2,7 +2,9 @@
 //! the envelope contract (golden files, JSON Schema) over every fixture.
 
 mod access;
+mod asyncapi;
 mod cli;
+mod cloudevents_sdk;
 mod fixtures;
 mod golden;
 mod helpers;
@@ -11,6 +13,7 @@ mod kafka_message_size;
 mod limits;
 mod listener;
 mod monitoring;
+mod original_modes;
 mod outage_logs;
 mod privacy;
 mod reconcile_cli;
@@ -19,9 +22,11 @@ mod reconcile_client;
 #[allow(dead_code)]
 #[path = "../kafka_faults/process.rs"]
 mod process;
+mod record_time;
 mod redaction;
 mod rejections;
 mod scenarios;
+mod schemas;
 mod spool;
 mod spool_tools;
 mod telecmi_sim;

@@ -125,7 +125,7 @@ pub async fn fixtures_round_trip(app: &TestApp, prefix: &str) {
             assert_eq!(record.header("telecmi-event-id"), Some(id.as_str()));
             assert_eq!(record.header("telecmi-kind"), object["type"].as_str());
             assert_eq!(record.header("telecmi-status"), object["status"].as_str());
-            assert_eq!(record.header("telecmi-envelope-version"), Some("1"));
+            assert_eq!(record.header("telecmi-envelope-version"), Some("2"));
             assert_eq!(envelope["specversion"], "1.0");
             assert_eq!(data["kind"], object["type"]);
             assert_eq!(data["status"], object["status"]);

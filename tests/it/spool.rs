@@ -8,10 +8,12 @@ use serde_json::Value;
 use telecmi_bridge::Settings;
 use telecmi_bridge::config::DeliveryMode;
 use telecmi_bridge::publish::spool::{Spool, SpooledEvent};
+use time::OffsetDateTime;
 
 use crate::helpers::{
     TestApp, consume, consume_all, on_controlled_cluster, spawn_app, test_settings,
 };
+use crate::record_time::received_at_ms;
 use crate::scenarios::{self, accepted};
 
 fn spool_settings(dir: &tempfile::TempDir) -> Settings {
@@ -214,8 +216,9 @@ async fn a_full_spool_answers_503_with_retry_after_and_recovers_once_forwarded()
     }
 }
 
+/// Forwarded by the next instance, the records keep the time the first one received them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_spooled_before_a_stop_are_forwarded_after_the_restart() {
+async fn events_spooled_before_a_stop_are_forwarded_after_the_restart_with_their_accept_time() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut settings = spool_settings(&dir);
     settings.server.shutdown_timeout_ms = 500;
@@ -233,6 +236,9 @@ async fn events_spooled_before_a_stop_are_forwarded_after_the_restart() {
     }
     first.stop().await;
 
+    let restarted_at_ms =
+        i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+            .expect("millis");
     cluster.broker_up(1).expect("broker up");
     let second = spawn_app(settings).await;
     wait_until_spool_is_empty(&second).await;
@@ -245,6 +251,14 @@ async fn events_spooled_before_a_stop_are_forwarded_after_the_restart() {
     )
     .await;
     assert_eq!(first_copies(&records, "restart"), acknowledged);
+    for record in &records {
+        let stamped = record.timestamp_ms.expect("a timestamp");
+        assert_eq!(stamped, received_at_ms(record), "{record:?}");
+        assert!(
+            stamped < restarted_at_ms,
+            "stamped {stamped}, after the restart at {restarted_at_ms}"
+        );
+    }
 }
 
 /// Stopped while senders are posting: every event answered 2xx is in Kafka once the stop has

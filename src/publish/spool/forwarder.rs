@@ -451,7 +451,8 @@ impl Forwarder {
             let future_record = FutureRecord::to(&record.topic)
                 .key(record.key.as_bytes())
                 .payload(&record.payload)
-                .headers(headers);
+                .headers(headers)
+                .timestamp(event.accepted_at_ms);
             match self.producer.producer().send_result(future_record) {
                 Ok(delivery) => deliveries.push((topic, delivery)),
                 Err((error, _)) => return Err(classify(&error, &topic)),

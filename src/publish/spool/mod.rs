@@ -24,6 +24,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use super::{PublishError, PublishFuture, Publisher, Receipt};
 use crate::config::SpoolSettings;
 use crate::pipeline::OutboundRecord;
+use crate::pipeline::envelope::unix_millis;
 
 pub use forwarder::{Forwarder, ForwarderControl};
 pub use store::SpoolError;
@@ -54,7 +55,7 @@ pub struct SpooledRecord {
 }
 
 impl SpooledEvent {
-    fn from_records(records: &[OutboundRecord], accepted_at: OffsetDateTime) -> Self {
+    fn from_records(records: &[OutboundRecord], accepted_at_ms: i64) -> Self {
         let records = records
             .iter()
             .map(|record| SpooledRecord {
@@ -69,7 +70,7 @@ impl SpooledEvent {
             })
             .collect();
         Self {
-            accepted_at_ms: unix_millis(accepted_at),
+            accepted_at_ms,
             records,
         }
     }
@@ -116,10 +117,6 @@ fn decode_versioned<T: serde::de::DeserializeOwned>(
         Some((&found, rest)) if found == version => postcard::from_bytes(rest),
         _ => Err(postcard::Error::DeserializeBadEncoding),
     }
-}
-
-fn unix_millis(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 enum Command {
@@ -409,7 +406,13 @@ pub struct SpoolPublisher {
 
 impl Publisher for SpoolPublisher {
     fn publish(&self, records: Vec<OutboundRecord>) -> PublishFuture {
-        let event = match SpooledEvent::from_records(&records, OffsetDateTime::now_utc()).encode() {
+        // The time the bridge received the event, which the forwarder gives each record as its
+        // Kafka timestamp, however long the event waits here.
+        let accepted_at_ms = records.first().map_or_else(
+            || unix_millis(OffsetDateTime::now_utc()),
+            |record| record.timestamp_ms,
+        );
+        let event = match SpooledEvent::from_records(&records, accepted_at_ms).encode() {
             Ok(event) => event,
             Err(error) => {
                 let error = PublishError::Rejected(format!("cannot encode for the spool: {error}"));

@@ -18,6 +18,7 @@ fn records(n: usize) -> Vec<OutboundRecord> {
             key: format!("conversation-{n}"),
             headers: vec![("telecmi-event-id", format!("id-{n}"))],
             payload: Bytes::from(format!(r#"{{"n":{n}}}"#)),
+            timestamp_ms: 1_700_000_000_000,
         })
         .collect()
 }
@@ -59,7 +60,7 @@ fn stored(spool_path: &std::path::Path) -> Vec<(u64, SpooledEvent)> {
 
 #[test]
 fn the_encoding_round_trips_and_refuses_an_unknown_version() {
-    let event = SpooledEvent::from_records(&records(7), OffsetDateTime::now_utc());
+    let event = SpooledEvent::from_records(&records(7), unix_millis(OffsetDateTime::now_utc()));
     let bytes = event.encode().expect("encode");
     assert_eq!(bytes[0], FORMAT_VERSION);
     assert_eq!(SpooledEvent::decode(&bytes).expect("decode"), event);
@@ -153,7 +154,7 @@ async fn a_full_spool_refuses_without_blocking_and_takes_events_again_once_drain
 fn the_byte_limit_counts_too() {
     let dir = tempfile::tempdir().expect("tempdir");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let one_event = SpooledEvent::from_records(&records(0), OffsetDateTime::now_utc())
+    let one_event = SpooledEvent::from_records(&records(0), unix_millis(OffsetDateTime::now_utc()))
         .encode()
         .expect("encode")
         .len() as u64;
@@ -247,7 +248,7 @@ fn an_event_that_cannot_be_decoded_makes_the_spool_unreadable() {
     let settings = settings(&dir);
     {
         let (store, _) = Store::open(&settings.path, OnCorrupt::Refuse).expect("open");
-        let good = SpooledEvent::from_records(&records(0), OffsetDateTime::now_utc())
+        let good = SpooledEvent::from_records(&records(0), unix_millis(OffsetDateTime::now_utc()))
             .encode()
             .expect("encode");
         store

@@ -5,7 +5,7 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::config::SpoolSettings;
-use crate::pipeline::{OutboundRecord, RawRequest, Router, decode, to_records};
+use crate::pipeline::{EnvelopeAttributes, OutboundRecord, RawRequest, Router, decode, to_records};
 use crate::publish::spool::store::Quarantine;
 use crate::publish::spool::{Command, Spool};
 use crate::publish::{Publisher, Receipt};
@@ -28,7 +28,7 @@ fn webhook_records(conversation: &str, n: u32) -> Vec<OutboundRecord> {
     to_records(
         decoded,
         None,
-        "urn:test",
+        &EnvelopeAttributes::default(),
         &router,
         OffsetDateTime::now_utc(),
     )
