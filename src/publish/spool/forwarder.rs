@@ -27,10 +27,14 @@ use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::event::SpooledEvent;
 use super::refusals::{Due, Refusals, keys_of};
+use super::status::Shared;
 use super::store::{Quarantine, Store};
-use super::{Command, Shared, SpooledEvent, Tail, unix_millis};
+use super::tail::Tail;
+use super::writer::Command;
 use crate::config::{SpoolSettings, TopicName};
+use crate::pipeline::envelope::unix_millis;
 use crate::publish::kafka::{classify, confirmed, count_error, kafka_headers, refused_for_good};
 use crate::publish::{KafkaPublisher, PublishError};
 

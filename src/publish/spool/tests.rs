@@ -1,7 +1,15 @@
 use bytes::Bytes;
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
 
+use super::event::FORMAT_VERSION;
+use super::store::Quarantine;
+use super::tail::TAIL_CAPACITY;
 use super::*;
 use crate::config::{OnCorrupt, TopicName};
+use crate::pipeline::OutboundRecord;
+use crate::pipeline::envelope::unix_millis;
+use crate::publish::{PublishError, Publisher, Receipt};
 
 fn settings(dir: &tempfile::TempDir) -> SpoolSettings {
     SpoolSettings {
