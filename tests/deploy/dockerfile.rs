@@ -241,40 +241,109 @@ impl Stage {
     }
 }
 
-/// Splits on whitespace, honouring double and single quotes.
+/// Splits an instruction's arguments into words as Docker does: whitespace separates, quotes
+/// group, a backslash escapes.
 pub(crate) fn shell_words(text: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut current = String::new();
-    let mut quote = None;
-    let mut in_word = false;
-    for c in text.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), c) => current.push(c),
-            (None, '"' | '\'') => {
-                quote = Some(c);
-                in_word = true;
-            }
-            (None, c) if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut current));
-                    in_word = false;
-                }
-            }
-            (None, c) => {
-                current.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if in_word {
-        words.push(current);
-    }
-    words
+    shlex::split(text).unwrap_or_else(|| panic!("unbalanced quotes in {text:?}"))
 }
 
 pub(crate) fn debian_release(image: &str) -> Option<&'static str> {
     ["bullseye", "bookworm", "trixie", "forky"]
         .into_iter()
         .find(|release| image.contains(release))
+}
+
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::PathBuf;
+
+    use super::{Dockerfile, debian_release, shell_words};
+
+    const DOCKERFILE: &str = r#"
+# syntax comment, dropped
+ARG RUST_VERSION=1.90
+FROM rust:${RUST_VERSION}-bookworm AS builder
+WORKDIR /build
+COPY Cargo.toml Cargo.lock ./
+RUN cargo build \
+    --release
+
+FROM --platform=linux/amd64 debian:bookworm-slim
+WORKDIR /app
+WORKDIR config
+COPY --from=builder /build/target/release/bridge /usr/local/bin/bridge
+ENV A=1 \
+    B="two words"
+ENV LEGACY old form
+EXPOSE 8080 9090/tcp
+HEALTHCHECK --interval=10s CMD ["bridge", "health"]
+ENTRYPOINT ["bridge"]
+"#;
+
+    #[test]
+    fn stages_args_and_continuations() {
+        let dockerfile = Dockerfile::parse(DOCKERFILE);
+        assert_eq!(dockerfile.stages.len(), 2);
+        assert_eq!(dockerfile.stages[0].name.as_deref(), Some("builder"));
+        assert_eq!(dockerfile.runtime().name, None);
+        assert_eq!(dockerfile.runtime().image, "debian:bookworm-slim");
+        assert_eq!(
+            dockerfile.resolve_args(&dockerfile.stages[0].image),
+            "rust:1.90-bookworm"
+        );
+        let build = dockerfile.stages[0].last("RUN").expect("a RUN");
+        assert!(
+            build.starts_with("cargo build") && build.ends_with("--release"),
+            "{build:?}"
+        );
+        assert_eq!(dockerfile.stages[0].all("RUN").count(), 1);
+    }
+
+    #[test]
+    fn runtime_environment_workdir_ports_and_commands() {
+        let dockerfile = Dockerfile::parse(DOCKERFILE);
+        let expected: BTreeMap<String, String> =
+            [("A", "1"), ("B", "two words"), ("LEGACY", "old form")]
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect();
+        assert_eq!(dockerfile.runtime_env(), expected);
+        assert_eq!(
+            dockerfile.runtime_workdir(),
+            Some(PathBuf::from("/app/config"))
+        );
+        assert_eq!(dockerfile.exposed_ports(), BTreeSet::from([8080, 9090]));
+        assert_eq!(dockerfile.healthcheck_command(), ["bridge", "health"]);
+        assert_eq!(dockerfile.exec_form("ENTRYPOINT"), ["bridge"]);
+    }
+
+    #[test]
+    fn copies_name_their_stage_sources_and_destination() {
+        let dockerfile = Dockerfile::parse(DOCKERFILE);
+        let builder = dockerfile.stages[0].copies();
+        assert_eq!(builder[0].from, None);
+        assert_eq!(builder[0].sources, ["Cargo.toml", "Cargo.lock"]);
+        assert_eq!(
+            builder[0].destination(&PathBuf::from("/build")),
+            PathBuf::from("/build/./")
+        );
+        let runtime = dockerfile.runtime_copies();
+        assert_eq!(runtime[0].from.as_deref(), Some("builder"));
+        assert_eq!(runtime[0].destination, "/usr/local/bin/bridge");
+    }
+
+    #[test]
+    fn shell_words_honour_quotes() {
+        assert_eq!(
+            shell_words(r#"A=1 B="two words" C='it''s'"#),
+            ["A=1", "B=two words", "C=its"]
+        );
+    }
+
+    #[test]
+    fn debian_releases_are_found_in_image_names() {
+        assert_eq!(debian_release("debian:bookworm-slim"), Some("bookworm"));
+        assert_eq!(debian_release("rust:1.90-trixie"), Some("trixie"));
+        assert_eq!(debian_release("alpine:3.20"), None);
+    }
 }

@@ -69,3 +69,39 @@ pub(crate) fn glob_segment(pattern: &[u8], text: &[u8]) -> bool {
         Some((c, rest)) => text.first() == Some(c) && glob_segment(rest, &text[1..]),
     }
 }
+
+mod tests {
+    use std::path::Path;
+
+    use super::{is_ignored, parse_dockerignore};
+
+    fn ignored(rules: &str, path: &str) -> bool {
+        is_ignored(&parse_dockerignore(rules), Path::new(path))
+    }
+
+    #[test]
+    fn a_pattern_covers_everything_below_a_matching_directory() {
+        assert!(ignored("target\n", "target/debug/bridge"));
+        assert!(ignored("/target\n", "target"));
+        assert!(!ignored("target\n", "src/target.rs"));
+    }
+
+    #[test]
+    fn the_last_matching_rule_wins() {
+        let rules = "# comment\n*\n!src\n!Cargo.*\nsrc/**/*.bak\n";
+        assert!(ignored(rules, "README.md"));
+        assert!(!ignored(rules, "src/main.rs"));
+        assert!(!ignored(rules, "Cargo.lock"));
+        assert!(ignored(rules, "src/deep/er/old.bak"));
+        assert!(ignored(rules, "src/old.bak"));
+    }
+
+    #[test]
+    fn globs_match_within_one_segment() {
+        assert!(ignored("*.log\n", "debug.log"));
+        assert!(!ignored("*.log\n", "logs/debug.txt"));
+        assert!(ignored("spool-?.redb\n", "spool-1.redb"));
+        assert!(!ignored("spool-?.redb\n", "spool-12.redb"));
+        assert!(!ignored("", "anything"));
+    }
+}

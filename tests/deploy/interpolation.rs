@@ -80,3 +80,58 @@ pub(crate) fn interpolate(
     out.push_str(rest);
     Ok(out)
 }
+
+mod tests {
+    use super::interpolate;
+
+    const VARIABLES: [(&str, &str); 2] = [("SET", "value"), ("EMPTY", "")];
+
+    fn lenient(text: &str) -> Result<String, String> {
+        interpolate(text, &VARIABLES, false)
+    }
+
+    #[test]
+    fn plain_references_and_escapes() {
+        assert_eq!(
+            lenient("a ${SET} $SET/b $$SET").as_deref(),
+            Ok("a value value/b $SET")
+        );
+        assert_eq!(lenient("[${UNSET}]").as_deref(), Ok("[]"));
+        assert!(interpolate("${UNSET}", &VARIABLES, true).is_err());
+        assert_eq!(
+            interpolate("${SET}", &VARIABLES, true).as_deref(),
+            Ok("value")
+        );
+    }
+
+    #[test]
+    fn defaults_tell_unset_from_empty() {
+        assert_eq!(lenient("${EMPTY:-d}").as_deref(), Ok("d"));
+        assert_eq!(lenient("${EMPTY-d}").as_deref(), Ok(""));
+        assert_eq!(lenient("${UNSET-d}").as_deref(), Ok("d"));
+        assert_eq!(lenient("${SET:-d}").as_deref(), Ok("value"));
+    }
+
+    #[test]
+    fn alternatives_and_required_values() {
+        assert_eq!(lenient("${SET:+alt}").as_deref(), Ok("alt"));
+        assert_eq!(lenient("${EMPTY:+alt}").as_deref(), Ok(""));
+        assert_eq!(lenient("${EMPTY+alt}").as_deref(), Ok("alt"));
+        assert_eq!(lenient("${UNSET+alt}").as_deref(), Ok(""));
+        assert_eq!(lenient("${EMPTY?missing}").as_deref(), Ok(""));
+        assert_eq!(
+            lenient("${EMPTY:?missing}"),
+            Err("EMPTY: missing".to_owned())
+        );
+        assert_eq!(
+            lenient("${UNSET?missing}"),
+            Err("UNSET: missing".to_owned())
+        );
+    }
+
+    #[test]
+    fn malformed_references_are_errors() {
+        assert!(lenient("${SET").is_err());
+        assert!(lenient("${SET/x}").is_err());
+    }
+}

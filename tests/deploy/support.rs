@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use figment::Jail;
@@ -41,6 +42,7 @@ pub(crate) const KAFKA_SERVICE: &str = "kafka";
 /// are the same files).
 pub(crate) fn load_settings(env: &BTreeMap<String, String>) -> Result<Settings, String> {
     let mut outcome = None;
+    let _environment = environment_lock();
     Jail::expect_with(|jail| {
         jail.clear_env();
         for (name, value) in env {
@@ -174,34 +176,13 @@ pub(crate) fn pre_stop_sleep(container: &Value) -> Duration {
     }
 }
 
-/// Go durations as compose writes them: `30s`, `1m30s`, `1500ms`.
+/// Go durations as compose writes them (`30s`, `1m30s`, `1.5h`), by Go's own rules.
 pub(crate) fn parse_go_duration(text: &str) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    assert!(!rest.is_empty(), "empty duration");
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or_else(|| panic!("duration {text:?} lacks a unit"));
-        let number: f64 = rest[..digits]
-            .parse()
-            .unwrap_or_else(|_| panic!("duration {text:?}"));
-        rest = &rest[digits..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_end] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 0.001,
-            "us" | "µs" => 0.000_001,
-            unit => panic!("duration {text:?}: unit {unit:?}"),
-        };
-        total += Duration::from_secs_f64(number * seconds);
-        rest = &rest[unit_end..];
-    }
-    total
+    let nanoseconds = go_parse_duration::parse_duration(text)
+        .unwrap_or_else(|error| panic!("duration {text:?}: {error:?}"));
+    let nanoseconds =
+        u64::try_from(nanoseconds).unwrap_or_else(|_| panic!("duration {text:?} is negative"));
+    Duration::from_nanos(nanoseconds)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -250,35 +231,42 @@ pub(crate) fn run_healthcheck(admin: SocketAddr) -> bool {
         "HEALTHCHECK does not follow the admin listener: {check}"
     );
     // A check that hard-codes the port fails here: the test listener is not on 9090.
-    // Inside a jail, which holds figment's lock, because other tests' jails empty the process
-    // environment for a moment, and `bash` is looked up on PATH.
-    let mut succeeded = None;
-    Jail::expect_with(|_| {
-        let mut child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .env_clear()
-            .envs(&env)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot run the HEALTHCHECK ({}): {error}", argv[0]));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut timed_out = false;
-        while child.try_wait().expect("poll the HEALTHCHECK").is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                timed_out = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    // `bash` is looked up on PATH, read while no jail has emptied the process environment.
+    let path = {
+        let _environment = environment_lock();
+        std::env::var_os("PATH").unwrap_or_default()
+    };
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .env_clear()
+        .envs(&env)
+        .env("PATH", path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run the HEALTHCHECK ({}): {error}", argv[0]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut timed_out = false;
+    while child.try_wait().expect("poll the HEALTHCHECK").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            timed_out = true;
+            break;
         }
-        let status = child.wait().expect("wait for the HEALTHCHECK");
-        assert!(!timed_out, "the HEALTHCHECK did not finish within 10 s");
-        succeeded = Some(status.success());
-        Ok(())
-    });
-    succeeded.expect("the jail ran")
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = child.wait().expect("wait for the HEALTHCHECK");
+    assert!(!timed_out, "the HEALTHCHECK did not finish within 10 s");
+    status.success()
+}
+
+/// Held while a test replaces the process environment (a figment jail in `load_settings`) or
+/// reads it, since the tests run on threads of one process.
+fn environment_lock() -> MutexGuard<'static, ()> {
+    static ENVIRONMENT: Mutex<()> = Mutex::new(());
+    ENVIRONMENT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -421,4 +409,25 @@ pub(crate) fn embedded_files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     embedded
+}
+
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_go_duration;
+
+    #[test]
+    fn go_durations_as_go_parses_them() {
+        assert_eq!(parse_go_duration("30s"), Duration::from_secs(30));
+        assert_eq!(parse_go_duration("1m30s"), Duration::from_secs(90));
+        assert_eq!(parse_go_duration("300ms"), Duration::from_millis(300));
+        assert_eq!(parse_go_duration("1.5h"), Duration::from_secs(5_400));
+        assert_eq!(parse_go_duration("2h45m"), Duration::from_secs(9_900));
+    }
+
+    #[test]
+    #[should_panic(expected = "missing unit")]
+    fn a_duration_without_a_unit_is_refused() {
+        parse_go_duration("30");
+    }
 }
