@@ -154,6 +154,17 @@ fn the_image_build_context_has_everything_the_build_reads() {
             embedded.display()
         );
     }
+    // Cargo reads the manifest of every workspace member and path dependency, dev-only ones
+    // included, before it builds anything.
+    for manifest in local_manifests() {
+        assert!(
+            context_sources
+                .iter()
+                .any(|source| manifest.starts_with(source)),
+            "Cargo.toml names {} but the Dockerfile does not copy it",
+            manifest.display()
+        );
+    }
     // And .dockerignore lets every copied file through, and keeps the heavy stuff out.
     for source in &context_sources {
         let path = repo().join(source);

@@ -1,7 +1,7 @@
 //! What the checks share: placeholders, loading settings the way the binary does, running
 //! the binary, and reading the repository's files and YAML values.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -352,6 +352,31 @@ pub(crate) fn scalar(value: &Value, what: &str) -> String {
         Value::Bool(flag) => flag.to_string(),
         other => panic!("{what}: expected a scalar, found {other}"),
     }
+}
+
+/// The manifests, relative to the repository, of the workspace members and path dependencies
+/// that the root `Cargo.toml` names.
+pub(crate) fn local_manifests() -> Vec<PathBuf> {
+    let manifest: toml::Table = read("Cargo.toml")
+        .parse()
+        .unwrap_or_else(|error| panic!("Cargo.toml: {error}"));
+    let members = manifest
+        .get("workspace")
+        .and_then(|workspace| workspace.get("members"))
+        .and_then(toml::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(toml::Value::as_str);
+    let paths = ["dependencies", "dev-dependencies", "build-dependencies"]
+        .into_iter()
+        .filter_map(|table| manifest.get(table).and_then(toml::Value::as_table))
+        .flat_map(|table| table.values())
+        .filter_map(|dependency| dependency.get("path").and_then(toml::Value::as_str));
+    let directories: BTreeSet<PathBuf> = members.chain(paths).map(clean).collect();
+    directories
+        .into_iter()
+        .map(|directory| directory.join("Cargo.toml"))
+        .collect()
 }
 
 /// Lexically normalised: `.` dropped, `..` applied, trailing slashes gone.

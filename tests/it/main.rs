@@ -5,9 +5,7 @@ mod access;
 mod asyncapi;
 mod cli;
 mod cloudevents_sdk;
-mod fixtures;
 mod golden;
-mod helpers;
 mod ingest;
 mod kafka_message_size;
 mod limits;
@@ -18,17 +16,14 @@ mod outage_logs;
 mod privacy;
 mod reconcile_cli;
 mod reconcile_client;
-// The bridge as a process, shared with the fault suite, which uses the parts this one does not.
-#[allow(dead_code)]
-#[path = "../kafka_faults/process.rs"]
-mod process;
 mod record_time;
 mod redaction;
 mod rejections;
-mod scenarios;
 mod schemas;
 mod spool;
 mod spool_tools;
-mod telecmi_sim;
 mod tls;
 mod trust;
+
+// The shared kit's modules, under the names this suite's files use (`crate::helpers`, ...).
+use testkit::{fixtures, helpers, process, scenarios, telecmi_sim};

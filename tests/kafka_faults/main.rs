@@ -4,16 +4,10 @@
 //! so run them one at a time:
 //! `cargo test --features kafka-it --test kafka_faults -- --test-threads=1 --nocapture`.
 
-#[path = "../kafka_it/broker.rs"]
-mod broker;
-#[allow(dead_code)]
-#[path = "../it/fixtures.rs"]
-mod fixtures;
-#[allow(dead_code)]
-#[path = "../it/helpers.rs"]
-mod helpers;
 mod load;
-mod process;
+
+// The shared kit's modules, under the names this suite's files use (`crate::helpers`, ...).
+use testkit::{broker, helpers, process};
 
 use std::time::{Duration, Instant};
 

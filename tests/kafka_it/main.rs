@@ -1,26 +1,15 @@
 //! The real-broker suite: what the bridge promises, checked against Apache Kafka.
 //! `cargo test --features kafka-it --test kafka_it` with `KAFKA_BOOTSTRAP_SERVERS` set.
 
-mod broker;
 mod quarantine;
 mod reconcile;
 mod replay;
 mod sasl;
 mod spool_drain;
 mod tls;
-// Shared with the mock-cluster suite, which uses the parts this binary does not.
-#[allow(dead_code)]
-#[path = "../it/fixtures.rs"]
-mod fixtures;
-#[allow(dead_code)]
-#[path = "../it/helpers.rs"]
-mod helpers;
-#[allow(dead_code)]
-#[path = "../it/scenarios.rs"]
-mod scenarios;
-#[allow(dead_code)]
-#[path = "../it/telecmi_sim.rs"]
-mod telecmi_sim;
+
+// The shared kit's modules, under the names this suite's files use (`crate::helpers`, ...).
+use testkit::{broker, fixtures, helpers, scenarios, telecmi_sim};
 
 use std::time::Duration;
 

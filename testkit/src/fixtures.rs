@@ -13,7 +13,7 @@ pub struct Fixture {
 }
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/telecmi")
+    crate::repository().join("tests/fixtures/telecmi")
 }
 
 /// Every strict-JSON sample, sorted by name.

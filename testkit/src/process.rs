@@ -34,7 +34,24 @@ pub fn local_kafka(action: &str) {
 }
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    crate::repository().to_path_buf()
+}
+
+/// The bridge binary Cargo built for the suite that is running: a suite runs from
+/// `target/<profile>/deps/`, and Cargo puts the package's binaries one level up.
+fn bridge_binary() -> PathBuf {
+    let suite = std::env::current_exe().expect("the test binary's path");
+    let binary = suite
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile| profile.join(format!("telecmi-bridge{}", std::env::consts::EXE_SUFFIX)))
+        .unwrap_or_else(|| panic!("{} is not in target/<profile>/deps/", suite.display()));
+    assert!(
+        binary.is_file(),
+        "{} is missing: run the suite with `cargo test`",
+        binary.display()
+    );
+    binary
 }
 
 fn free_port() -> SocketAddr {
@@ -99,7 +116,7 @@ impl Bridge {
             .append(true)
             .open(&self.log_file)
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_telecmi-bridge"))
+        let child = Command::new(bridge_binary())
             .arg("--config-dir")
             .arg(repo().join("config"))
             .arg("--config")
