@@ -10,9 +10,6 @@ use crate::dockerfile::*;
 use crate::dockerignore::*;
 use crate::support::*;
 
-// ---------------------------------------------------------------------------------------------
-// (e) The image.
-
 #[test]
 fn the_image_installs_the_configuration_where_the_binary_looks() {
     let dockerfile = &deploy().dockerfile;
