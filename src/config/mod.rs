@@ -243,6 +243,30 @@ mod tests {
     }
 
     #[test]
+    fn every_mistake_is_reported_at_once_one_per_line() {
+        Jail::expect_with(|jail| {
+            jail.set_env("TELECMI_BRIDGE_DELIVERY__ACK_TIMEOUT_MS", "0");
+            jail.set_env("TELECMI_BRIDGE_ENVELOPE__SOURCE", "not a uri");
+            jail.set_env("TELECMI_BRIDGE_AUTH__HEADER", "bad header");
+            let error = Settings::load(&sources()).unwrap_err();
+            let ConfigError::Invalid(problems) = &error else {
+                panic!("not a validation error: {error}");
+            };
+            assert_eq!(problems.len(), 3, "{problems:?}");
+            let shown = error.to_string();
+            assert_eq!(shown.lines().count(), 3, "{shown}");
+            for key in ["delivery.ack_timeout_ms", "envelope.source", "auth.header"] {
+                assert_eq!(
+                    shown.lines().filter(|line| line.contains(key)).count(),
+                    1,
+                    "{key}: {shown}"
+                );
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
     fn the_body_limit_must_fit_kafkas_message_size() {
         // (1,000,000 - 4,096) / 3: the largest body whose envelope fits librdkafka's default.
         let largest = 331_968;
