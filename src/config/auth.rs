@@ -107,23 +107,15 @@ impl AuthSettings {
                     .to_owned(),
             );
         }
-        if let Some(position) = self
-            .tokens
-            .iter()
-            .position(|token| token.expose().len() < 16)
-        {
-            problems.push(format!(
-                "auth.tokens[{position}]: tokens must be at least 16 characters"
-            ));
-        }
-        if let Some(position) = self
-            .hmac_secrets
-            .iter()
-            .position(|secret| secret.expose().len() < 16)
-        {
-            problems.push(format!(
-                "auth.hmac_secrets[{position}]: secrets must be at least 16 characters"
-            ));
+        for (key, secrets, noun) in [
+            ("auth.tokens", &self.tokens, "tokens"),
+            ("auth.hmac_secrets", &self.hmac_secrets, "secrets"),
+        ] {
+            if let Some(position) = secrets.iter().position(|secret| secret.expose().len() < 16) {
+                problems.push(format!(
+                    "{key}[{position}]: {noun} must be at least 16 characters"
+                ));
+            }
         }
         let is_header_name = |name: &str| axum::http::HeaderName::try_from(name).is_ok();
         if !is_header_name(&self.hmac_header) {
