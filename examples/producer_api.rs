@@ -33,7 +33,8 @@ use rdkafka::producer::{
     ThreadedProducer,
 };
 use rdkafka::{ClientConfig, ClientContext, Message};
-use telecmi_bridge::config::{Settings, Sources, kafka_client_config};
+use telecmi_bridge::config::{Settings, Sources};
+use telecmi_bridge::publish::kafka::kafka_client_config;
 use tokio::sync::oneshot;
 
 #[cfg(not(target_env = "msvc"))]

@@ -10,7 +10,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Bootstrap, DeliveryMode, Settings, TopicName, kafka_client_config};
+use crate::config::{Bootstrap, DeliveryMode, Settings, TopicName};
 use crate::http::rate_limit::RateLimit;
 use crate::http::signature::Signature;
 use crate::http::source::SourcePolicy;
@@ -19,6 +19,7 @@ use crate::http::{self, IngestState, Readiness, auth::Auth};
 use crate::pipeline::{EnvelopeAttributes, Privacy, Router};
 use crate::publish::dedup::Dedup;
 use crate::publish::embedded::EmbeddedCluster;
+use crate::publish::kafka::kafka_client_config;
 use crate::publish::kafka::{TopicError, ensure_topics};
 use crate::publish::spool::{ForwarderControl, Spool, SpoolError, SpoolMonitor};
 use crate::publish::{KafkaPublisher, Publisher};

@@ -19,10 +19,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::config::{Bootstrap, DeliveryMode, Settings, kafka_client_config};
+use crate::config::{Bootstrap, DeliveryMode, Settings};
 use crate::pipeline::{
     EnvelopeAttributes, OutboundRecord, Privacy, RawRequest, Router, decode, to_records,
 };
+use crate::publish::kafka::kafka_client_config;
 use crate::publish::kafka::{TopicError, ensure_topics};
 use crate::publish::{KafkaPublisher, PublishError, Publisher};
 

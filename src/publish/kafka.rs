@@ -1,6 +1,8 @@
 //! The Kafka publisher: an idempotent `acks=all` producer whose delivery reports answer the
 //! HTTP requests waiting on them.
 
+mod client_config;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,8 @@ use super::{PublishError, PublishFuture, Publisher, Receipt};
 use crate::config::TopicName;
 use crate::pipeline::OutboundRecord;
 use crate::telemetry::repeats::{Repeats, Verdict, shape};
+
+pub use client_config::kafka_client_config;
 
 /// Routes librdkafka's logs and client-level errors into tracing and metrics, and remembers
 /// a refusal (credentials or TLS): librdkafka reports it only here, while the request that met

@@ -18,8 +18,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::oneshot;
 
 use super::kafka::consumer_config;
-use crate::config::{Bootstrap, Settings, TopicName, kafka_client_config};
+use crate::config::{Bootstrap, Settings, TopicName};
 use crate::publish::kafka::ensure_topics;
+use crate::publish::kafka::kafka_client_config;
 
 /// How long a holder that stopped heartbeating (a crash, a cut network) keeps the lease.
 const SESSION_TIMEOUT_MS: u32 = 10_000;

@@ -15,10 +15,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::telecmi::CallRecord;
-use crate::config::{Bootstrap, DeliveryMode, DeliverySettings, Settings, kafka_client_config};
+use crate::config::{Bootstrap, DeliveryMode, DeliverySettings, Settings};
 use crate::pipeline::{
     Decoded, Encoding, EnvelopeAttributes, Original, OriginalPayload, Privacy, Router, to_records,
 };
+use crate::publish::kafka::kafka_client_config;
 use crate::publish::{KafkaPublisher, PublishError, Publisher};
 
 /// The header that marks a record published by reconciliation rather than by a webhook.

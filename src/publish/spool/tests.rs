@@ -414,7 +414,8 @@ fn records_on(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_failed_removal_commit_the_forwarder_retries_it_and_sends_nothing_twice() {
-    use crate::config::{DeliveryMode, DeliverySettings, KafkaSettings, kafka_client_config};
+    use crate::config::{DeliveryMode, DeliverySettings, KafkaSettings};
+    use crate::publish::kafka::kafka_client_config;
     let topics = ["telecmi.event.answered", "telecmi.calls"];
     let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
     for topic in topics {

@@ -10,9 +10,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{Snapshot, ToolError};
 use crate::config::{
     Bootstrap, DeliveryMode, DeliverySettings, Settings, SpoolSettings, TopicName,
-    kafka_client_config,
 };
-use crate::publish::kafka::{TopicError, ensure_topics};
+use crate::publish::kafka::{TopicError, ensure_topics, kafka_client_config};
 use crate::publish::spool::{ForwarderControl, Spool, SpoolError};
 
 /// How often the progress bar reads the spool's depth.

@@ -1,0 +1,429 @@
+//! The Kafka section: brokers, producer tuning, free-form librdkafka properties and the typed
+//! security settings, with their checks. They become librdkafka properties in
+//! `publish::kafka::kafka_client_config`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::SecretValue;
+use super::require_positive;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: Bootstrap,
+    pub allow_embedded: bool,
+    pub client_id: String,
+    pub create_topics: bool,
+    pub topic_partitions: i32,
+    pub topic_replication_factor: i32,
+    pub compression: Compression,
+    pub linger_ms: u64,
+    pub metadata_timeout_ms: u64,
+    pub readiness_interval_ms: u64,
+    /// Further librdkafka properties (security, tuning); those the bridge owns are refused.
+    /// Values are shown by `check-config`, except those of keys that can hold a secret.
+    #[serde(serialize_with = "serialize_properties")]
+    pub properties: BTreeMap<String, SecretValue>,
+    pub security: KafkaSecurity,
+}
+
+/// How the bridge connects to Kafka: TLS and SASL (PLAIN, SCRAM-SHA-256/512), typed and
+/// checked at start-up rather than passed through as free-form properties.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSecurity {
+    pub protocol: SecurityProtocol,
+    pub sasl_mechanism: SaslMechanism,
+    pub sasl_username: String,
+    /// The password itself (e.g. from TELECMI_BRIDGE_KAFKA__SECURITY__SASL_PASSWORD)...
+    pub sasl_password: Option<SecretValue>,
+    /// ...or a file holding it (a mounted secret), read once at start-up into `sasl_password`;
+    /// trailing newlines are ignored.
+    pub sasl_password_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the brokers' certificates; the system store if unset.
+    pub ssl_ca_location: Option<PathBuf>,
+    /// Client certificate and key (PEM) for brokers that require mutual TLS.
+    pub ssl_certificate_location: Option<PathBuf>,
+    pub ssl_key_location: Option<PathBuf>,
+    pub ssl_key_password: Option<SecretValue>,
+    /// Accept `kafka.properties` that turn off the verification of the brokers' certificates
+    /// (logged as a warning at start-up); refused otherwise.
+    pub allow_insecure_tls: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub(crate) fn as_librdkafka(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    pub(crate) fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+
+    pub(crate) fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[default]
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    pub(crate) fn as_librdkafka(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+impl KafkaSecurity {
+    /// Settings have read `sasl_password_file` into `sasl_password` at load.
+    fn validate(&self, problems: &mut Vec<String>) {
+        let password = self.sasl_password.as_ref().map(SecretValue::expose);
+        if self.protocol.uses_sasl() {
+            if self.sasl_username.is_empty() {
+                problems.push(format!(
+                    "kafka.security.sasl_username: required with protocol {}",
+                    self.protocol.as_librdkafka()
+                ));
+            }
+            if password.is_none_or(str::is_empty) {
+                problems.push(format!(
+                    "kafka.security: protocol {} needs sasl_password or sasl_password_file",
+                    self.protocol.as_librdkafka()
+                ));
+            }
+        }
+        for (key, path) in [
+            ("ssl_ca_location", &self.ssl_ca_location),
+            ("ssl_certificate_location", &self.ssl_certificate_location),
+            ("ssl_key_location", &self.ssl_key_location),
+        ] {
+            let Some(path) = path else { continue };
+            if !self.protocol.uses_tls() {
+                problems.push(format!(
+                    "kafka.security.{key}: set, but protocol {} does not use TLS",
+                    self.protocol.as_librdkafka()
+                ));
+            } else if !path.is_file() {
+                problems.push(format!(
+                    "kafka.security.{key}: {} is not a readable file",
+                    path.display()
+                ));
+            }
+        }
+        if self.ssl_certificate_location.is_some() != self.ssl_key_location.is_some() {
+            problems.push(
+                "kafka.security: ssl_certificate_location and ssl_key_location go together"
+                    .to_owned(),
+            );
+        }
+    }
+}
+
+/// Whether a librdkafka property's value may be a secret, and so is never shown.
+fn property_holds_secret(key: &str) -> bool {
+    [
+        "password",
+        "secret",
+        "key",
+        "token",
+        "sasl.jaas",
+        "oauthbearer",
+    ]
+    .iter()
+    .any(|marker| key.contains(marker))
+}
+
+/// Properties for `check-config`: values shown, except those of keys that can hold a secret.
+fn serialize_properties<S: Serializer>(
+    properties: &BTreeMap<String, SecretValue>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(properties.iter().map(|(key, value)| {
+        let shown = if property_holds_secret(key) {
+            "[redacted]"
+        } else {
+            value.expose()
+        };
+        (key, shown)
+    }))
+}
+
+/// A property that turns off the verification of the brokers' TLS certificates or names.
+fn weakens_tls(key: &str, value: &str) -> bool {
+    let value = value.trim();
+    match key {
+        "enable.ssl.certificate.verification" => {
+            value.eq_ignore_ascii_case("false") || value == "0"
+        }
+        "ssl.endpoint.identification.algorithm" => value.eq_ignore_ascii_case("none"),
+        _ => false,
+    }
+}
+
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// The largest envelope a body of `body_limit` bytes makes: the payload three times
+/// (`data.fields`, `data.original.payload` and, for a form or a body that repeats a key, its
+/// exact text in `data.original.raw`) and under 4 KiB of attributes and headers.
+pub(super) fn envelope_bound(body_limit: usize) -> usize {
+    body_limit.saturating_mul(3).saturating_add(4 * 1024)
+}
+
+impl KafkaSettings {
+    /// The producer's `message.max.bytes`: what `kafka.properties` sets, or librdkafka's
+    /// default; `None` when the property is not a number.
+    pub fn message_max_bytes(&self) -> Option<usize> {
+        match self.properties.get("message.max.bytes") {
+            None => Some(DEFAULT_MESSAGE_MAX_BYTES),
+            Some(value) => value.expose().trim().parse().ok(),
+        }
+    }
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: Bootstrap::Embedded,
+            allow_embedded: true,
+            client_id: "telecmi-bridge".to_owned(),
+            create_topics: true,
+            topic_partitions: 6,
+            topic_replication_factor: 1,
+            compression: Compression::Lz4,
+            linger_ms: 5,
+            metadata_timeout_ms: 3_000,
+            readiness_interval_ms: 2_000,
+            properties: BTreeMap::new(),
+            security: KafkaSecurity::default(),
+        }
+    }
+}
+
+/// `embedded` starts librdkafka's in-process mock cluster; anything else is a broker list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    Embedded,
+    Brokers(String),
+}
+
+impl<'de> Deserialize<'de> for Bootstrap {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("embedded") {
+            Ok(Self::Embedded)
+        } else if text.is_empty() || text.split(',').any(|broker| broker.trim().is_empty()) {
+            Err(serde::de::Error::custom(
+                "expected `embedded` or a comma-separated list of host:port",
+            ))
+        } else {
+            Ok(Self::Brokers(text.to_owned()))
+        }
+    }
+}
+
+impl Serialize for Bootstrap {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Embedded => serializer.serialize_str("embedded"),
+            Self::Brokers(list) => serializer.serialize_str(list),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+}
+
+impl Compression {
+    pub(crate) fn as_librdkafka(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Gzip => "gzip",
+            Self::Snappy => "snappy",
+            Self::Lz4 => "lz4",
+        }
+    }
+}
+
+/// librdkafka properties the bridge sets itself; overriding them would break its promises.
+const OWNED_PROPERTIES: [&str; 18] = [
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "bootstrap.servers",
+    "client.id",
+    "acks",
+    "enable.idempotence",
+    "max.in.flight.requests.per.connection",
+    "partitioner",
+    "compression.type",
+    "linger.ms",
+    "message.timeout.ms",
+    "test.mock.num.brokers",
+];
+
+impl KafkaSettings {
+    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+        if self.bootstrap_servers == Bootstrap::Embedded && !self.allow_embedded {
+            problems.push(
+                "kafka.bootstrap_servers: `embedded` is refused here (kafka.allow_embedded = \
+                 false); set it to your brokers, e.g. TELECMI_BRIDGE_KAFKA__BOOTSTRAP_SERVERS"
+                    .to_owned(),
+            );
+        }
+        for owned in self
+            .properties
+            .keys()
+            .filter(|key| OWNED_PROPERTIES.contains(&key.as_str()))
+        {
+            problems.push(format!(
+                "kafka.properties.{owned}: set by the bridge itself; use the typed key instead \
+                 (kafka.security for TLS and SASL)"
+            ));
+        }
+        self.security.validate(problems);
+        if let Some((key, value)) = self.insecure_tls_property()
+            && !self.security.allow_insecure_tls
+        {
+            problems.push(format!(
+                "kafka.properties.\"{key}\" = {value:?} turns off the verification of the \
+                 brokers' certificates; remove it, or set kafka.security.allow_insecure_tls = \
+                 true to accept that deliberately"
+            ));
+        }
+        if self.message_max_bytes().is_none() {
+            problems
+                .push("kafka.properties.\"message.max.bytes\": not a number of bytes".to_owned());
+        }
+        require_positive(
+            problems,
+            &[
+                ("kafka.metadata_timeout_ms", self.metadata_timeout_ms),
+                ("kafka.readiness_interval_ms", self.readiness_interval_ms),
+            ],
+        );
+        if self.topic_partitions < 1 {
+            problems.push("kafka.topic_partitions: must be at least 1".to_owned());
+        }
+        if self.topic_replication_factor < 1 {
+            problems.push("kafka.topic_replication_factor: must be at least 1".to_owned());
+        }
+    }
+
+    /// The first `kafka.properties` entry that weakens TLS, with its value.
+    pub(super) fn insecure_tls_property(&self) -> Option<(&str, &str)> {
+        self.properties
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.expose()))
+            .find(|(key, value)| weakens_tls(key, value))
+    }
+}
+
+#[cfg(test)]
+// `figment::Jail` closures return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use figment::Jail;
+
+    use super::*;
+    use crate::config::test_sources as sources;
+    use crate::config::*;
+
+    #[test]
+    fn tls_weakening_properties_need_an_explicit_flag_and_are_warned_about() {
+        for property in [
+            "{\"enable.ssl.certificate.verification\"=false}",
+            "{\"enable.ssl.certificate.verification\"=\"false\"}",
+            "{\"enable.ssl.certificate.verification\"=\"0\"}",
+            "{\"ssl.endpoint.identification.algorithm\"=\"none\"}",
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env("TELECMI_BRIDGE_KAFKA__PROPERTIES", property);
+                let error = Settings::load(&sources()).unwrap_err().to_string();
+                assert!(
+                    error.contains("kafka.security.allow_insecure_tls"),
+                    "{property}: {error}"
+                );
+                jail.set_env("TELECMI_BRIDGE_KAFKA__SECURITY__ALLOW_INSECURE_TLS", "true");
+                let settings = Settings::load(&sources()).expect("explicitly allowed");
+                let warnings = settings.warnings();
+                assert_eq!(warnings.len(), 1, "{warnings:?}");
+                assert!(warnings[0].contains("not fully verified"), "{warnings:?}");
+                Ok(())
+            });
+        }
+        assert!(Settings::default().warnings().is_empty());
+    }
+
+    #[test]
+    fn check_config_shows_property_values_except_secret_ones() {
+        let settings = Settings {
+            kafka: KafkaSettings {
+                properties: BTreeMap::from([
+                    ("message.max.bytes".to_owned(), SecretValue::from("2000000")),
+                    (
+                        "sasl.oauthbearer.config".to_owned(),
+                        SecretValue::from("principal=bridge oauth-secret-1"),
+                    ),
+                    (
+                        "ssl.keystore.password".to_owned(),
+                        SecretValue::from("keystore-secret-2"),
+                    ),
+                    ("ssl.key.pem".to_owned(), SecretValue::from("pem-secret-3")),
+                ]),
+                ..KafkaSettings::default()
+            },
+            ..Settings::default()
+        };
+        let shown = settings.to_redacted_toml();
+        assert!(
+            shown.contains("\"message.max.bytes\" = \"2000000\""),
+            "{shown}"
+        );
+        for secret in ["oauth-secret-1", "keystore-secret-2", "pem-secret-3"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Which topic each event and CDR goes to, and the Kafka topic name type.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingSettings {
+    pub event_topics: BTreeMap<String, TopicName>,
+    pub cdr_topics: BTreeMap<String, TopicName>,
+    pub event_fallback_topic: TopicName,
+    pub cdr_fallback_topic: TopicName,
+    pub unrouted_topic: TopicName,
+    pub combined_topic_enabled: bool,
+    pub combined_topic: TopicName,
+    /// Requests whose body was read but cannot become an envelope are kept here, raw.
+    pub dead_letter_enabled: bool,
+    pub dead_letter_topic: TopicName,
+}
+
+impl Default for RoutingSettings {
+    fn default() -> Self {
+        let table = |kind: &str, statuses: &[&str]| {
+            statuses
+                .iter()
+                .map(|status| {
+                    let topic = TopicName::new(&format!("telecmi.{kind}.{status}"));
+                    ((*status).to_owned(), topic)
+                })
+                .collect()
+        };
+        Self {
+            event_topics: table("event", &["waiting", "started", "answered", "hangup"]),
+            cdr_topics: table("cdr", &["answered", "missed"]),
+            event_fallback_topic: TopicName::new("telecmi.event.other"),
+            cdr_fallback_topic: TopicName::new("telecmi.cdr.other"),
+            unrouted_topic: TopicName::new("telecmi.unrouted"),
+            combined_topic_enabled: false,
+            combined_topic: TopicName::new("telecmi.calls"),
+            dead_letter_enabled: true,
+            dead_letter_topic: TopicName::new("telecmi.deadletter"),
+        }
+    }
+}
+
+impl RoutingSettings {
+    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+        for (table, name) in [
+            (&self.event_topics, "routing.event_topics"),
+            (&self.cdr_topics, "routing.cdr_topics"),
+        ] {
+            for status in table
+                .keys()
+                .filter(|status| **status != status.to_lowercase())
+            {
+                problems.push(format!(
+                    "{name}.{status}: statuses are matched in lower case; write the key in lower case"
+                ));
+            }
+        }
+    }
+
+    /// Every topic the bridge may write to, each once.
+    pub fn all_topics(&self) -> Vec<TopicName> {
+        let mut topics: Vec<TopicName> = self
+            .event_topics
+            .values()
+            .chain(self.cdr_topics.values())
+            .chain([
+                &self.event_fallback_topic,
+                &self.cdr_fallback_topic,
+                &self.unrouted_topic,
+            ])
+            .chain(self.combined_topic_enabled.then_some(&self.combined_topic))
+            .chain(self.dead_letter_enabled.then_some(&self.dead_letter_topic))
+            .cloned()
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+}
+
+/// A Kafka topic name: 1 to 249 of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TopicName(Arc<str>);
+
+impl TopicName {
+    fn new(name: &str) -> Self {
+        Self(Arc::from(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TopicName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        let legal = name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'));
+        if name.is_empty() || name.len() > 249 || !legal || name == "." || name == ".." {
+            return Err(format!(
+                "{name:?} is not a valid Kafka topic name (1-249 of [a-zA-Z0-9._-])"
+            ));
+        }
+        Ok(Self(Arc::from(name)))
+    }
+}
+
+impl From<TopicName> for String {
+    fn from(topic: TopicName) -> Self {
+        topic.0.to_string()
+    }
+}
+
+impl std::fmt::Display for TopicName {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
