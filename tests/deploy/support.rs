@@ -20,7 +20,7 @@ pub(crate) const PLACEHOLDER_TOKEN: &str = "0123456789abcdef0123456789abcdef";
 /// The variables compose interpolates into `deploy/compose.yaml`, as a user would export them.
 pub(crate) const COMPOSE_VARIABLES: [(&str, &str); 1] =
     [("TELECMI_BRIDGE_TOKEN", PLACEHOLDER_TOKEN)];
-/// Variables with the prefix that select files instead of setting keys (see `config.rs`).
+/// Variables with the prefix that select files instead of setting keys (see `src/config/load.rs`).
 pub(crate) const NOT_KEYS: [&str; 2] = ["PROFILE", "CONFIG_DIR"];
 /// Free-form tables: their keys are not in the defaults, so any key below them is accepted
 /// here (`Settings::load` in `the_deployed_configurations_load` still checks the values).
