@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use auth::{AuthSettings, ForwardedHeader, SignatureEncoding};
 pub use dedup::DedupSettings;
 pub use delivery::{DeliveryMode, DeliverySettings, OnCorrupt, SpoolSettings};
-pub use envelope::{EnvelopeMode, EnvelopeSettings, OriginalMode};
+pub use envelope::{EnvelopeMode, EnvelopeSettings, OriginalMode, Product};
 pub use kafka::{
     Bootstrap, Compression, KafkaSecurity, KafkaSettings, SaslMechanism, SecurityProtocol,
 };

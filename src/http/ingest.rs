@@ -16,6 +16,7 @@ use super::error::ApiError;
 use super::rate_limit::RateLimit;
 use super::signature::Signature;
 use super::source::SourcePolicy;
+use crate::config::Product;
 use crate::pipeline::{
     DeadLetter, EnvelopeAttributes, OutboundRecord, Privacy, RawRequest, Router, decode, to_records,
 };
@@ -45,6 +46,8 @@ pub struct IngestState {
 /// An authenticated webhook request with its body read, within the size limit. Every way this
 /// can fail is an [`ApiError`], so every rejection has the same JSON shape.
 pub struct Webhook {
+    /// The product line the path named; the configured default when it named none.
+    product: Option<Product>,
     request_id: String,
     is_get: bool,
     content_type: Option<String>,
@@ -71,9 +74,11 @@ impl FromRequest<IngestState> for Webhook {
 
     async fn from_request(request: Request, state: &IngestState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = request.into_parts();
-        let path_token = Path::<String>::from_request_parts(&mut parts, state)
+        let path_segments = Path::<Vec<(String, String)>>::from_request_parts(&mut parts, state)
             .await
-            .ok();
+            .map(|Path(segments)| segments)
+            .unwrap_or_default();
+        let (product, path_token) = product_and_token(path_segments)?;
         let query = parts.uri.query().map(str::to_owned);
         let peer = parts
             .extensions
@@ -95,11 +100,10 @@ impl FromRequest<IngestState> for Webhook {
                 retry_after_seconds: wait.as_secs_f64().ceil().max(1.0) as u64,
             });
         }
-        if !state.auth.allows(
-            path_token.as_deref().map(String::as_str),
-            query.as_deref(),
-            &parts.headers,
-        ) {
+        if !state
+            .auth
+            .allows(path_token.as_deref(), query.as_deref(), &parts.headers)
+        {
             metrics::counter!("telecmi_bridge_auth_failures_total", "reason" => "token")
                 .increment(1);
             return Err(ApiError::Unauthorized);
@@ -144,6 +148,7 @@ impl FromRequest<IngestState> for Webhook {
                 .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
         };
         Ok(Self {
+            product,
             request_id: header_text(super::REQUEST_ID).unwrap_or_default(),
             is_get: parts.method == Method::GET,
             content_type: header_text(header::CONTENT_TYPE),
@@ -151,6 +156,24 @@ impl FromRequest<IngestState> for Webhook {
             query,
             body,
         })
+    }
+}
+
+/// The product line and the token a webhook path carries: `/{product}/{token}`, or one
+/// segment that is a product name when it is one and the token otherwise.
+fn product_and_token(
+    mut segments: Vec<(String, String)>,
+) -> Result<(Option<Product>, Option<String>), ApiError> {
+    let token = segments.pop().map(|(_, value)| value);
+    match (segments.pop(), token) {
+        (Some((_, product)), token) => Product::from_path_segment(&product)
+            .map(|product| (Some(product), token))
+            .ok_or(ApiError::NotFound),
+        (None, Some(segment)) => Ok(match Product::from_path_segment(&segment) {
+            Some(product) => (Some(product), None),
+            None => (None, Some(segment)),
+        }),
+        (None, None) => Ok((None, None)),
     }
 }
 
@@ -198,10 +221,13 @@ pub async fn ingest(
             return Err(reason.into());
         }
     };
+    let product_attributes = webhook
+        .product
+        .map(|product| state.attributes.for_product(product));
     let (normalised, records) = to_records(
         decoded,
         state.privacy.as_deref(),
-        &state.attributes,
+        product_attributes.as_ref().unwrap_or(&state.attributes),
         &state.router,
         received_at,
     )

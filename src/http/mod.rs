@@ -53,8 +53,8 @@ pub struct RequestLimits {
     pub retry_after_seconds: u32,
 }
 
-/// The listener TeleCMI calls: the webhook (token optionally as the last path segment) and
-/// health checks. Metrics stay on the admin listener.
+/// The listener TeleCMI calls: the webhook (optionally a product line, then optionally the
+/// token, as path segments) and health checks. Metrics stay on the admin listener.
 pub fn router(state: IngestState, readiness: Readiness, limits: RequestLimits) -> Router {
     let webhook = get(ingest::ingest)
         .post(ingest::ingest)
@@ -67,7 +67,8 @@ pub fn router(state: IngestState, readiness: Readiness, limits: RequestLimits) -
         .with_state(readiness);
     Router::new()
         .route(WEBHOOK_PATH, webhook.clone())
-        .route(&format!("{WEBHOOK_PATH}/{{token}}"), webhook)
+        .route(&format!("{WEBHOOK_PATH}/{{token}}"), webhook.clone())
+        .route(&format!("{WEBHOOK_PATH}/{{product}}/{{token}}"), webhook)
         .with_state(state)
         .merge(health)
         .fallback(|| async { ApiError::NotFound })

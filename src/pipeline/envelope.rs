@@ -13,7 +13,7 @@ use time::macros::format_description;
 use super::decode::{Encoding, Original, OriginalPayload};
 use super::normalise::{ConversationSource, Kind, Normalised};
 use super::warning::Warning;
-use crate::config::{EnvelopeMode, EnvelopeSettings, OriginalMode};
+use crate::config::{EnvelopeMode, EnvelopeSettings, OriginalMode, Product};
 
 /// The attributes every envelope of one deployment shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,7 @@ pub struct EnvelopeAttributes {
     dataschema: String,
     original: OriginalMode,
     mode: EnvelopeMode,
+    product: Product,
 }
 
 impl EnvelopeAttributes {
@@ -31,6 +32,15 @@ impl EnvelopeAttributes {
             dataschema: format!("{}{DATA_SCHEMA_FILE}", settings.dataschema_base),
             original: settings.original,
             mode: settings.mode,
+            product: settings.product,
+        }
+    }
+
+    /// These attributes for the product line a webhook's path named.
+    pub fn for_product(&self, product: Product) -> Self {
+        Self {
+            product,
+            ..self.clone()
         }
     }
 }
@@ -62,6 +72,7 @@ pub struct Envelope<'a> {
     dataschema: &'a str,
     envelopeversion: &'static str,
     partitionkey: &'a str,
+    telecmiproduct: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     telecmistatus: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -170,6 +181,7 @@ impl<'a> Envelope<'a> {
             dataschema: &attributes.dataschema,
             envelopeversion: ENVELOPE_VERSION,
             partitionkey: &normalised.conversation_id,
+            telecmiproduct: attributes.product.as_str(),
             telecmistatus: normalised.status.as_deref(),
             origin: original.origin,
             mode: attributes.mode,
@@ -221,6 +233,7 @@ impl<'a> Envelope<'a> {
             ("ce_dataschema", self.dataschema.to_owned()),
             ("ce_envelopeversion", self.envelopeversion.to_owned()),
             ("ce_partitionkey", self.partitionkey.to_owned()),
+            ("ce_telecmiproduct", self.telecmiproduct.to_owned()),
         ]
         .into_iter()
         .chain(

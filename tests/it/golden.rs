@@ -341,10 +341,16 @@ fn the_schema_rejects_envelopes_that_break_the_contract() {
     );
 
     type Breakage = fn(&mut Value);
-    let breakages: [(&str, Breakage); 22] = [
+    let breakages: [(&str, Breakage); 24] = [
         ("without id", |e| remove(e, "", "id")),
         ("without data", |e| remove(e, "", "data")),
         ("without partitionkey", |e| remove(e, "", "partitionkey")),
+        ("without telecmiproduct", |e| {
+            remove(e, "", "telecmiproduct")
+        }),
+        ("with an unknown telecmiproduct", |e| {
+            insert(e, "", "telecmiproduct", Value::from("chub-india"))
+        }),
         ("with an extra top-level attribute", |e| {
             insert(e, "", "topic", Value::from("x"))
         }),

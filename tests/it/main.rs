@@ -14,6 +14,7 @@ mod monitoring;
 mod original_modes;
 mod outage_logs;
 mod privacy;
+mod product;
 mod reconcile_cli;
 mod reconcile_client;
 mod record_time;
