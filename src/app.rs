@@ -16,7 +16,7 @@ use crate::http::signature::Signature;
 use crate::http::source::SourcePolicy;
 use crate::http::tls::{CertificateStore, TlsError};
 use crate::http::{self, IngestState, Readiness, auth::Auth};
-use crate::pipeline::{EnvelopeAttributes, Privacy, Router};
+use crate::pipeline::{Correlation, EnvelopeAttributes, Privacy, Router};
 use crate::publish::dedup::Dedup;
 use crate::publish::embedded::EmbeddedCluster;
 use crate::publish::kafka::kafka_client_config;
@@ -272,6 +272,10 @@ impl Application {
             rate_limit: rate_limit.clone(),
             privacy: Privacy::new(&settings.privacy).map(Arc::new),
             attributes: Arc::new(EnvelopeAttributes::new(&settings.envelope)),
+            correlation: Arc::new(Correlation::new(
+                settings.routing.correlation_max_entries,
+                Duration::from_secs(settings.routing.correlation_ttl_seconds),
+            )),
             body_limit: settings.server.body_limit_bytes,
             max_record_bytes: settings.kafka.message_max_bytes().unwrap_or(usize::MAX),
             retry_after_seconds: settings.delivery.retry_after_seconds,

@@ -104,6 +104,7 @@ fn prepare(
         privacy,
         attributes,
         router,
+        None,
         OffsetDateTime::now_utc(),
     )
     .map_err(|error| format!("envelope: {error}"))?;

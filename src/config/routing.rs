@@ -18,6 +18,11 @@ pub struct RoutingSettings {
     /// Requests whose body was read but cannot become an envelope are kept here, raw.
     pub dead_letter_enabled: bool,
     pub dead_letter_topic: TopicName,
+    /// Leg ids (`cmiuuid`, `call_id`) whose conversation this process remembers, so that a
+    /// leg-B CDR without `conversation_uuid` keeps its call's key; the oldest go first.
+    pub correlation_max_entries: u64,
+    /// How long a learned conversation is remembered: longer than a call and its CDR's delay.
+    pub correlation_ttl_seconds: u64,
 }
 
 impl Default for RoutingSettings {
@@ -41,6 +46,8 @@ impl Default for RoutingSettings {
             combined_topic: TopicName::new("telecmi.calls"),
             dead_letter_enabled: true,
             dead_letter_topic: TopicName::new("telecmi.deadletter"),
+            correlation_max_entries: 100_000,
+            correlation_ttl_seconds: 7200,
         }
     }
 }

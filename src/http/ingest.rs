@@ -18,7 +18,8 @@ use super::signature::Signature;
 use super::source::SourcePolicy;
 use crate::config::Product;
 use crate::pipeline::{
-    DeadLetter, EnvelopeAttributes, OutboundRecord, Privacy, RawRequest, Router, decode, to_records,
+    Correlation, DeadLetter, EnvelopeAttributes, OutboundRecord, Privacy, RawRequest, Router,
+    decode, to_records,
 };
 use crate::publish::dedup::Dedup;
 use crate::publish::{Publisher, Receipt};
@@ -36,6 +37,8 @@ pub struct IngestState {
     pub rate_limit: Option<Arc<RateLimit>>,
     pub privacy: Option<Arc<Privacy>>,
     pub attributes: Arc<EnvelopeAttributes>,
+    /// The conversations of legs seen in this process, for leg-B CDRs that name none.
+    pub correlation: Arc<Correlation>,
     pub body_limit: usize,
     /// The producer's `message.max.bytes`: a record that would exceed it gets 413 here rather
     /// than Kafka's refusal (500) later.
@@ -229,6 +232,7 @@ pub async fn ingest(
         state.privacy.as_deref(),
         product_attributes.as_ref().unwrap_or(&state.attributes),
         &state.router,
+        Some(&state.correlation),
         received_at,
     )
     .map_err(|error| ApiError::Internal(format!("envelope serialisation: {error}")))?;

@@ -262,7 +262,7 @@ mod tests {
     use crate::config::{AuthSettings, ForwardedHeader, RoutingSettings};
     use crate::http::auth::Auth;
     use crate::http::source::SourcePolicy;
-    use crate::pipeline::{OutboundRecord, Router as EventRouter};
+    use crate::pipeline::{Correlation, OutboundRecord, Router as EventRouter};
     use crate::publish::{PublishFuture, Publisher};
 
     /// A bug in the publishing path.
@@ -285,6 +285,7 @@ mod tests {
             rate_limit: None,
             privacy: None,
             attributes: Arc::default(),
+            correlation: Arc::new(Correlation::new(1, Duration::from_secs(1))),
             body_limit: 65_536,
             max_record_bytes: 1_000_000,
             retry_after_seconds: 1,

@@ -1,6 +1,7 @@
 //! The pure pipeline: decode -> normalise -> envelope -> route. No I/O happens here, so every
 //! step is tested on the fixtures directly.
 
+pub mod correlation;
 pub mod decode;
 pub mod envelope;
 pub mod normalise;
@@ -8,6 +9,7 @@ pub mod privacy;
 pub mod route;
 pub mod warning;
 
+pub use correlation::Correlation;
 pub use decode::{Decoded, Encoding, Original, OriginalPayload, RawRequest, decode};
 pub use envelope::{ENVELOPE_VERSION, EncodedEvent, Envelope, EnvelopeAttributes};
 pub use normalise::{Kind, Normalised, normalise};
@@ -24,6 +26,17 @@ pub fn to_envelope(
     decoded: Decoded,
     received_at: OffsetDateTime,
 ) -> serde_json::Result<(Normalised, EncodedEvent)> {
+    correlated_envelope(attributes, decoded, None, received_at)
+}
+
+/// [`to_envelope`], keying a payload that names no conversation by the one `correlation`
+/// learned for its leg, and teaching it the conversation of one that does.
+fn correlated_envelope(
+    attributes: &EnvelopeAttributes,
+    decoded: Decoded,
+    correlation: Option<&Correlation>,
+    received_at: OffsetDateTime,
+) -> serde_json::Result<(Normalised, EncodedEvent)> {
     let Decoded {
         encoding,
         fields,
@@ -33,6 +46,12 @@ pub fn to_envelope(
     let mut normalised = normalise(fields);
     if !warnings.is_empty() {
         normalised.warnings.splice(0..0, warnings);
+    }
+    normalised.adopt_learned_conversation(
+        correlation.and_then(|known| known.conversation_of(&normalised)),
+    );
+    if let Some(correlation) = correlation {
+        correlation.learn(&normalised);
     }
     let envelope =
         Envelope::new(attributes, encoding, &original, &normalised, received_at).encode()?;
@@ -46,13 +65,15 @@ pub fn to_records(
     privacy: Option<&Privacy>,
     attributes: &EnvelopeAttributes,
     router: &Router,
+    correlation: Option<&Correlation>,
     received_at: OffsetDateTime,
 ) -> serde_json::Result<(Normalised, Vec<OutboundRecord>)> {
     let decoded = match privacy {
         Some(privacy) => privacy.apply(decoded),
         None => decoded,
     };
-    let (normalised, envelope) = to_envelope(attributes, decoded, received_at)?;
+    let (normalised, envelope) =
+        correlated_envelope(attributes, decoded, correlation, received_at)?;
     let records = router.route(&normalised, envelope, received_at);
     Ok((normalised, records))
 }

@@ -36,6 +36,9 @@ pub enum ConversationSource {
     ConversationUuid,
     Cmiuuid,
     CallId,
+    /// Learned from an earlier event of the call that named the conversation of this
+    /// payload's `cmiuuid` or `call_id`.
+    Learned,
     /// Nothing in the payload identifies the call: the event id keys it.
     EventId,
 }
@@ -259,6 +262,32 @@ pub fn normalise(fields: Map<String, Value>) -> Normalised {
         fields: normalised,
         unconverted,
         warnings,
+    }
+}
+
+impl Normalised {
+    /// Keys the payload by the conversation an earlier event of its call named (`learned`),
+    /// when it names none itself; a CDR of a leg other than A that stays keyed by its own ids
+    /// gets a warning, since its call's other records may sit on another partition.
+    pub fn adopt_learned_conversation(&mut self, learned: Option<String>) {
+        match learned {
+            Some(conversation) if conversation != self.conversation_id => {
+                self.conversation_id = conversation;
+                self.conversation_source = ConversationSource::Learned;
+            }
+            Some(_) => {}
+            None if self.kind == Kind::Cdr
+                && self.conversation_source != ConversationSource::ConversationUuid
+                && self.leg.as_deref().is_some_and(|leg| leg != "a") =>
+            {
+                self.warnings.push(Warning::new(
+                    WarningCode::ConversationNotLearned,
+                    "a CDR of a leg other than A without conversation_uuid, and no earlier \
+                     event of its call seen by this instance: keyed by its own ids",
+                ));
+            }
+            None => {}
+        }
     }
 }
 

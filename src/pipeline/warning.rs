@@ -19,6 +19,9 @@ pub enum WarningCode {
     DuplicateKeys,
     /// A JSON object arrived with a form content type, and was read as JSON.
     JsonLabelledAsForm,
+    /// A CDR of leg B (or another non-A leg) without `conversation_uuid` whose conversation
+    /// was not learned from an earlier event: keyed by its own `cmiuuid`/`call_id`.
+    ConversationNotLearned,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

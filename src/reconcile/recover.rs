@@ -96,6 +96,7 @@ impl Recovery {
             self.privacy.as_ref(),
             &self.attributes,
             &self.router,
+            None,
             OffsetDateTime::now_utc(),
         )
         .map_err(|error| PublishError::Rejected(format!("envelope serialisation: {error}")))?;

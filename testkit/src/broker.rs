@@ -46,6 +46,7 @@ pub fn real_settings(prefix: &str) -> Settings {
         combined_topic: prefixed(prefix, &routing.combined_topic),
         dead_letter_enabled: routing.dead_letter_enabled,
         dead_letter_topic: prefixed(prefix, &routing.dead_letter_topic),
+        ..routing.clone()
     };
     settings
 }

@@ -349,6 +349,7 @@ pub fn records_of(body: &str, router: &telecmi_bridge::pipeline::Router) -> Vec<
         None,
         &telecmi_bridge::pipeline::EnvelopeAttributes::default(),
         router,
+        None,
         now,
     )
     .expect("records")

@@ -37,6 +37,7 @@ fn records(mode: EnvelopeMode, body: &[u8]) -> Vec<OutboundRecord> {
         None,
         &attributes,
         &router,
+        None,
         OffsetDateTime::UNIX_EPOCH,
     )
     .expect("records")

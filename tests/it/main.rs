@@ -5,6 +5,7 @@ mod access;
 mod asyncapi;
 mod cli;
 mod cloudevents_sdk;
+mod correlation;
 mod golden;
 mod ingest;
 mod kafka_message_size;

@@ -30,6 +30,7 @@ fn webhook_records(conversation: &str, n: u32) -> Vec<OutboundRecord> {
         None,
         &EnvelopeAttributes::default(),
         &router,
+        None,
         OffsetDateTime::now_utc(),
     )
     .expect("records")
