@@ -49,7 +49,7 @@ pub struct IngestState {
 /// An authenticated webhook request with its body read, within the size limit. Every way this
 /// can fail is an [`ApiError`], so every rejection has the same JSON shape.
 pub struct Webhook {
-    /// The product line the path named; the configured default when it named none.
+    /// The product line the path named; `None` leaves the configured `envelope.product`.
     product: Option<Product>,
     request_id: String,
     is_get: bool,

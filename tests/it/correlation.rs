@@ -40,7 +40,10 @@ async fn a_leg_b_cdr_is_keyed_by_the_conversation_its_events_named() {
     };
     let learned = cdr_of("leg-b-1");
     assert_eq!(learned.key.as_deref(), Some("conv-1"));
-    assert_eq!(learned.envelope["data"]["conversation_id_source"], "learned");
+    assert_eq!(
+        learned.envelope["data"]["conversation_id_source"],
+        "learned"
+    );
     assert_eq!(learned.envelope["data"]["warnings"], json!([]));
 
     let unseen = cdr_of("leg-b-unseen");
