@@ -90,14 +90,7 @@ fn prepare(
     router: &Router,
 ) -> Result<Vec<OutboundRecord>, String> {
     let body = payload_of(line)?;
-    let request = RawRequest {
-        is_get: false,
-        content_type: Some("application/json"),
-        content_encoding: None,
-        query: None,
-        body: body.as_bytes(),
-        reserved_query_param: None,
-    };
+    let request = RawRequest::json_body(body.as_bytes());
     let decoded = decode(&request).map_err(|reason| format!("{}: {reason}", reason.code()))?;
     let (_, records) = to_records(
         decoded,

@@ -28,7 +28,20 @@ pub struct RawRequest<'a> {
     pub reserved_query_param: Option<&'a str>,
 }
 
-impl RawRequest<'_> {
+impl<'a> RawRequest<'a> {
+    /// A JSON body posted without query or credential: how `replay` and the tests feed the
+    /// webhook's pipeline a payload of their own.
+    pub fn json_body(body: &'a [u8]) -> Self {
+        Self {
+            is_get: false,
+            content_type: Some("application/json"),
+            content_encoding: None,
+            query: None,
+            body,
+            reserved_query_param: None,
+        }
+    }
+
     /// The query string without the bridge's credential, the rest byte for byte; `None` when
     /// nothing is left.
     pub fn query_text(&self) -> Option<String> {

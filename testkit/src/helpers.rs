@@ -334,14 +334,7 @@ pub async fn consume(
 
 /// The records the webhook makes of a JSON `body`, as the bridge publishes or spools them.
 pub fn records_of(body: &str, router: &telecmi_bridge::pipeline::Router) -> Vec<OutboundRecord> {
-    let request = telecmi_bridge::pipeline::RawRequest {
-        is_get: false,
-        content_type: Some("application/json"),
-        content_encoding: None,
-        query: None,
-        body: body.as_bytes(),
-        reserved_query_param: None,
-    };
+    let request = telecmi_bridge::pipeline::RawRequest::json_body(body.as_bytes());
     let decoded = telecmi_bridge::pipeline::decode(&request).expect("a webhook payload");
     let now = time::OffsetDateTime::now_utc();
     telecmi_bridge::pipeline::to_records(

@@ -22,14 +22,7 @@ fn records(mode: EnvelopeMode, body: &[u8]) -> Vec<OutboundRecord> {
         mode,
         ..EnvelopeSettings::default()
     });
-    let request = RawRequest {
-        is_get: false,
-        content_type: Some("application/json"),
-        content_encoding: None,
-        query: None,
-        body,
-        reserved_query_param: None,
-    };
+    let request = RawRequest::json_body(body);
     let decoded = decode(&request).expect("a sample decodes");
     let router = Router::new(&RoutingSettings::default());
     to_records(

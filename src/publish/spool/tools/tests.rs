@@ -15,14 +15,7 @@ fn webhook_records(conversation: &str, n: u32) -> Vec<OutboundRecord> {
     let body = format!(
         r#"{{"type":"cdr","status":"answered","cmiuuid":"{conversation}-{n}","conversation_uuid":"{conversation}"}}"#
     );
-    let request = RawRequest {
-        is_get: false,
-        content_type: Some("application/json"),
-        content_encoding: None,
-        query: None,
-        body: body.as_bytes(),
-        reserved_query_param: None,
-    };
+    let request = RawRequest::json_body(body.as_bytes());
     let decoded = decode(&request).expect("a webhook payload");
     let router = Router::new(&Settings::default().routing);
     to_records(
