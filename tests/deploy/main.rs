@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 mod compose;
+mod configuration_reference;
 mod deployment;
 mod dockerfile;
 mod dockerignore;

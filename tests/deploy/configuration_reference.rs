@@ -1,0 +1,177 @@
+//! docs/configuration.md against `Settings`: every key a user can set has its row there, with
+//! its environment variable, and the page names no key that does not exist.
+//!
+//! The keys are read from the schema itself rather than from `Settings::default()` serialised,
+//! because optional keys (`server.tls`, the `_file` secrets, ...) are absent from the defaults.
+//! Each table is asked for its fields by setting a key it cannot have: with
+//! `deny_unknown_fields`, serde's answer lists the fields it expected.
+
+use std::collections::BTreeSet;
+
+use figment::Figment;
+use figment::error::Kind;
+use figment::providers::{Format, Toml};
+use telecmi_bridge::config::{ENV_PREFIX, Settings};
+
+use crate::support::read;
+
+const REFERENCE: &str = "docs/configuration.md";
+const PROBE: &str = "telecmi_bridge_probe";
+
+/// Tables nest at most this deep (`kafka.security` is 2); bounds the walk.
+const MAX_DEPTH: usize = 4;
+
+/// The fields of the table at `path`, or `None` when `path` is a value (or a map of values,
+/// such as `kafka.properties`), whose entries are the user's to name.
+fn table_fields(path: &[String]) -> Option<Vec<&'static str>> {
+    let toml = if path.is_empty() {
+        format!("{PROBE} = 0\n")
+    } else {
+        format!("[{}]\n{PROBE} = 0\n", path.join("."))
+    };
+    let error = Figment::new()
+        .merge(Toml::string(&toml))
+        .extract::<Settings>()
+        .err()?;
+    error.into_iter().find_map(|error| match error.kind {
+        Kind::UnknownField(field, expected) if field == PROBE => Some(expected.to_vec()),
+        _ => None,
+    })
+}
+
+/// Every settable key, dotted (`server.tls.certificate_path`), and every table (`server.tls`).
+fn schema_keys() -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut keys = BTreeSet::new();
+    let mut tables = BTreeSet::new();
+    let mut pending: Vec<Vec<String>> = vec![Vec::new()];
+    while let Some(path) = pending.pop() {
+        assert!(
+            path.len() <= MAX_DEPTH,
+            "{path:?} nests deeper than expected"
+        );
+        match table_fields(&path) {
+            Some(fields) => {
+                if !path.is_empty() {
+                    tables.insert(path.join("."));
+                }
+                for field in fields {
+                    let mut child = path.clone();
+                    child.push((*field).to_owned());
+                    pending.push(child);
+                }
+            }
+            None => {
+                keys.insert(path.join("."));
+            }
+        }
+    }
+    (keys, tables)
+}
+
+fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase())
+}
+
+/// The reference's rows: `| `key` | `ENV_VAR...` | default | meaning |`.
+fn documented_rows(page: &str) -> Vec<(String, String)> {
+    page.lines()
+        .filter_map(|line| {
+            let mut cells = line.strip_prefix('|')?.split('|').map(str::trim);
+            let key = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+            let env = cells.next()?.to_owned();
+            Some((key.to_owned(), env))
+        })
+        .collect()
+}
+
+/// Every backticked `section.word...` in the page (prose and tables alike).
+fn dotted_mentions(page: &str, sections: &BTreeSet<String>) -> BTreeSet<String> {
+    page.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|text| {
+            text.split_once('.').is_some_and(|(section, rest)| {
+                sections.contains(section)
+                    && !rest.is_empty()
+                    && text
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._".contains(c))
+            })
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_schema_walk_finds_optional_and_nested_keys() {
+    let (keys, tables) = schema_keys();
+    for key in [
+        "server.listen",
+        "server.tls.certificate_path",
+        "kafka.security.sasl_password_file",
+        "kafka.properties",
+        "routing.event_topics",
+        "auth.hmac_timestamp_header",
+        "reconcile.secret_file",
+    ] {
+        assert!(keys.contains(key), "{key} not found in {keys:?}");
+    }
+    assert!(tables.contains("server.tls") && tables.contains("kafka.security"));
+    assert!(keys.len() > 100, "only {} keys found", keys.len());
+}
+
+#[test]
+fn every_configuration_key_is_documented_with_its_variable() {
+    let (keys, _) = schema_keys();
+    let page = read(REFERENCE);
+    let rows = documented_rows(&page);
+    let mut missing = Vec::new();
+    for key in &keys {
+        let expected = format!("`{}", env_name(key));
+        match rows.iter().find(|(documented, _)| documented == key) {
+            Some((_, env)) => assert!(
+                env.starts_with(&expected),
+                "{REFERENCE}: the row of {key} should give its variable {expected}`, not {env}"
+            ),
+            None => missing.push(key.as_str()),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{REFERENCE} has no row for {missing:?}: add one (key, variable, default, meaning)"
+    );
+}
+
+#[test]
+fn the_configuration_reference_names_no_key_that_does_not_exist() {
+    let (keys, tables) = schema_keys();
+    let page = read(REFERENCE);
+    let mut seen = BTreeSet::new();
+    for (key, _) in documented_rows(&page) {
+        assert!(
+            keys.contains(&key),
+            "{REFERENCE} documents {key}, which is not a configuration key"
+        );
+        assert!(
+            seen.insert(key.clone()),
+            "{REFERENCE} documents {key} twice"
+        );
+    }
+    let sections: BTreeSet<String> = keys
+        .iter()
+        .filter_map(|key| key.split('.').next())
+        .map(str::to_owned)
+        .collect();
+    for mention in dotted_mentions(&page, &sections) {
+        // An entry of a map is the user's to name (`routing.event_topics.answered`).
+        let known = keys.contains(&mention)
+            || tables.contains(&mention)
+            || keys
+                .iter()
+                .any(|key| mention.starts_with(&format!("{key}.")));
+        assert!(
+            known,
+            "{REFERENCE} mentions `{mention}`, which is not a configuration key"
+        );
+    }
+}
