@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Variants of the bridge (other binaries, other settings) under the same load, run in turn
 within every round so that a noisy machine's drift hits them all alike: the A/B behind each
-optimisation's before/after figures in the README.
+optimisation's before/after figures in docs/performance.md.
 
     python3 deploy/bench/compare.py \\
         --variant before:bin=/tmp/telecmi-bridge-before --variant after \\

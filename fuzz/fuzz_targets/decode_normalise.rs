@@ -1,6 +1,7 @@
 //! Decoding and normalisation of arbitrary requests: never a panic, an accepted payload always
 //! becomes an envelope, and a JSON body is always kept byte for byte.
-//! `cargo +nightly fuzz run decode_normalise <work dir> fuzz/seeds/decode_normalise` (see README).
+//! `cargo +nightly fuzz run decode_normalise <work dir> fuzz/seeds/decode_normalise`
+//! See docs/testing.md.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

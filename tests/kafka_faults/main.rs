@@ -1,7 +1,7 @@
 //! Fault tests against the real broker, with the bridge as a real process: SIGKILL mid-load,
 //! a 20+ second broker outage, a full spool, SIGTERM under load. Each prints a row of the
-//! README's fault table (appended to `$FAULT_REPORT` when set). They stop the shared broker,
-//! so run them one at a time:
+//! fault table in docs/testing.md (appended to `$FAULT_REPORT` when set). They stop the shared
+//! broker, so run them one at a time:
 //! `cargo test --features kafka-it --test kafka_faults -- --test-threads=1 --nocapture`.
 
 mod load;
