@@ -12,10 +12,10 @@
 #![allow(clippy::result_large_err)]
 
 mod compose;
-mod configuration_reference;
 mod deployment;
 mod dockerfile;
 mod dockerignore;
+mod documentation;
 mod environment;
 mod image;
 mod interpolation;

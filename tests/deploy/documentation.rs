@@ -1,5 +1,6 @@
-//! docs/configuration.md against `Settings`: every key a user can set has its row there, with
-//! its environment variable, and the page names no key that does not exist.
+//! The documentation against the code and the repository: docs/configuration.md has a row,
+//! with its environment variable, for every key a user can set and names no key that does not
+//! exist; and every relative link in README.md and docs/ leads to a file and heading that exist.
 //!
 //! The keys are read from the schema itself rather than from `Settings::default()` serialised,
 //! because optional keys (`server.tls`, the `_file` secrets, ...) are absent from the defaults.
@@ -7,13 +8,14 @@
 //! `deny_unknown_fields`, serde's answer lists the fields it expected.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use figment::Figment;
 use figment::error::Kind;
 use figment::providers::{Format, Toml};
 use telecmi_bridge::config::{ENV_PREFIX, Settings};
 
-use crate::support::read;
+use crate::support::{clean, read, relative, repo};
 
 const REFERENCE: &str = "docs/configuration.md";
 const PROBE: &str = "telecmi_bridge_probe";
@@ -174,4 +176,94 @@ fn the_configuration_reference_names_no_key_that_does_not_exist() {
             "{REFERENCE} mentions `{mention}`, which is not a configuration key"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Links.
+
+/// The pages whose relative links must resolve: the README and every page under docs/.
+fn pages() -> Vec<String> {
+    let mut pages = vec!["README.md".to_owned()];
+    let docs = std::fs::read_dir(repo().join("docs")).expect("docs/ is readable");
+    for entry in docs {
+        let path = entry.expect("a docs/ entry").path();
+        if path.extension().is_some_and(|extension| extension == "md") {
+            pages.push(relative(&path));
+        }
+    }
+    pages.sort();
+    pages
+}
+
+/// The page's text outside fenced code blocks, where `](` is code, not a link.
+fn prose(page: &str) -> Vec<&str> {
+    let mut in_code = false;
+    page.lines()
+        .filter(|line| {
+            if line.trim_start().starts_with("```") {
+                in_code = !in_code;
+                return false;
+            }
+            !in_code
+        })
+        .collect()
+}
+
+/// The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+fn anchors(page: &str) -> BTreeSet<String> {
+    prose(page)
+        .into_iter()
+        .filter_map(|line| line.strip_prefix('#'))
+        .map(|heading| anchor(heading.trim_start_matches('#')))
+        .collect()
+}
+
+/// The targets of `[text](target)` links that stay in the repository.
+fn relative_links(page: &str) -> Vec<String> {
+    prose(page)
+        .into_iter()
+        .flat_map(|line| line.split("](").skip(1))
+        .filter_map(|rest| rest.split_once(')').map(|(target, _)| target.to_owned()))
+        .filter(|target| !target.contains("://") && !target.starts_with("mailto:"))
+        .collect()
+}
+
+#[test]
+fn every_relative_link_in_the_readme_and_docs_resolves() {
+    let mut checked = 0;
+    for page in pages() {
+        let text = read(&page);
+        let directory = Path::new(&page).parent().unwrap_or(Path::new(""));
+        for link in relative_links(&text) {
+            let (file, fragment) = link.split_once('#').unwrap_or((&link, ""));
+            let target = if file.is_empty() {
+                page.clone()
+            } else {
+                let joined = repo().join(directory).join(file);
+                assert!(joined.exists(), "{page}: the link {link} leads nowhere");
+                relative(&clean(&joined))
+            };
+            if !fragment.is_empty() && target.ends_with(".md") {
+                assert!(
+                    anchors(&read(&target)).contains(fragment),
+                    "{page}: the link {link} names no heading of {target}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked > 50,
+        "only {checked} links found: is the parser broken?"
+    );
 }
