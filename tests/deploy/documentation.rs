@@ -1,6 +1,7 @@
 //! The documentation against the code and the repository: docs/configuration.md has a row,
-//! with its environment variable, for every key a user can set and names no key that does not
-//! exist; and every relative link in README.md and docs/ leads to a file and heading that exist.
+//! with its environment variable and built-in default, for every key a user can set and names
+//! no key that does not exist; and every relative link in README.md and docs/ leads to a file
+//! and heading that exist.
 //!
 //! The keys are read from the schema itself rather than from `Settings::default()` serialised,
 //! because optional keys (`server.tls`, the `_file` secrets, ...) are absent from the defaults.
@@ -13,6 +14,7 @@ use std::path::Path;
 use figment::Figment;
 use figment::error::Kind;
 use figment::providers::{Format, Toml};
+use serde_json::Value;
 use telecmi_bridge::config::{ENV_PREFIX, Settings};
 
 use crate::support::{clean, read, relative, repo};
@@ -74,16 +76,36 @@ fn env_name(key: &str) -> String {
     format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase())
 }
 
-/// The reference's rows: `| `key` | `ENV_VAR...` | default | meaning |`.
-fn documented_rows(page: &str) -> Vec<(String, String)> {
+/// A row of the reference: `| `key` | `VARIABLE...` | default | meaning |`.
+struct Row {
+    key: String,
+    variable: String,
+    default: String,
+}
+
+fn documented_rows(page: &str) -> Vec<Row> {
     page.lines()
         .filter_map(|line| {
             let mut cells = line.strip_prefix('|')?.split('|').map(str::trim);
             let key = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
-            let env = cells.next()?.to_owned();
-            Some((key.to_owned(), env))
+            Some(Row {
+                key: key.to_owned(),
+                variable: cells.next()?.to_owned(),
+                default: cells.next()?.to_owned(),
+            })
         })
         .collect()
+}
+
+/// How the reference writes a built-in default: `` `text` `` for a string (`` `""` `` when
+/// empty), the JSON text otherwise; `None` for maps and for keys without a default.
+fn written_default(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) if text.is_empty() => Some("`\"\"`".to_owned()),
+        Value::String(text) => Some(format!("`{text}`")),
+        Value::Null | Value::Object(_) => None,
+        other => Some(format!("`{other}`")),
+    }
 }
 
 /// Every backticked `section.word...` in the page (prose and tables alike).
@@ -130,10 +152,11 @@ fn every_configuration_key_is_documented_with_its_variable() {
     let mut missing = Vec::new();
     for key in &keys {
         let expected = format!("`{}", env_name(key));
-        match rows.iter().find(|(documented, _)| documented == key) {
-            Some((_, env)) => assert!(
-                env.starts_with(&expected),
-                "{REFERENCE}: the row of {key} should give its variable {expected}`, not {env}"
+        match rows.iter().find(|row| &row.key == key) {
+            Some(row) => assert!(
+                row.variable.starts_with(&expected),
+                "{REFERENCE}: the row of {key} should give its variable {expected}`, not {}",
+                row.variable
             ),
             None => missing.push(key.as_str()),
         }
@@ -145,11 +168,35 @@ fn every_configuration_key_is_documented_with_its_variable() {
 }
 
 #[test]
+fn every_documented_default_is_the_built_in_one() {
+    let defaults = serde_json::to_value(Settings::default()).expect("the defaults serialise");
+    let mut compared = 0;
+    for row in documented_rows(&read(REFERENCE)) {
+        let value = row
+            .key
+            .split('.')
+            .try_fold(&defaults, |node, part| node.get(part));
+        let Some(expected) = value.and_then(written_default) else {
+            continue;
+        };
+        // Lists are written with a space after each comma, as in config/default.toml.
+        assert_eq!(
+            row.default.replace(", ", ","),
+            expected,
+            "{REFERENCE}: the default of {}",
+            row.key
+        );
+        compared += 1;
+    }
+    assert!(compared > 80, "only {compared} defaults compared");
+}
+
+#[test]
 fn the_configuration_reference_names_no_key_that_does_not_exist() {
     let (keys, tables) = schema_keys();
     let page = read(REFERENCE);
     let mut seen = BTreeSet::new();
-    for (key, _) in documented_rows(&page) {
+    for Row { key, .. } in documented_rows(&page) {
         assert!(
             keys.contains(&key),
             "{REFERENCE} documents {key}, which is not a configuration key"
