@@ -10,7 +10,7 @@ use telecmi_bridge::{Application, shutdown, telemetry};
 
 /// jemalloc rather than glibc's malloc: allocation was a fifth of the bridge's CPU under load,
 /// and jemalloc cut CPU per event by 15-20% at the same peak RSS (mimalloc: similar CPU, 30-40%
-/// more RSS). Figures in the README's performance section.
+/// more RSS). Figures in docs/performance.md.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -24,7 +24,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
                   TELECMI_BRIDGE_SERVER__LISTEN=0.0.0.0:8081, \
                   TELECMI_BRIDGE_KAFKA__BOOTSTRAP_SERVERS=broker:9092, \
                   TELECMI_BRIDGE_AUTH__TOKENS=<token>). `check-config` prints the result. Every \
-                  key: config/default.toml."
+                  key: docs/configuration.md."
 )]
 struct Cli {
     /// A TOML file layered over config/default.toml and the profile's file.

@@ -2,7 +2,7 @@
 //! is replaced, in the fields and in the kept original alike, by a keyed hash (HMAC-SHA256, so
 //! pipelines can still join on a number without holding it) or by a fixed marker.
 //!
-//! What is matched (README, Privacy):
+//! What is matched (docs/security.md, Privacy):
 //! - a field whose name is in `privacy.phone_fields`, compared without case, `_` or `-`
 //!   (`From`, `caller_id` and `callerId` all match `callerid`), at any depth of the payload;
 //! - an entry with dots (`custom.lead.mobile`) names one path from the top instead;
