@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Product;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnvelopeSettings {
@@ -18,34 +20,6 @@ pub struct EnvelopeSettings {
     /// The product line of webhooks on `/webhooks/telecmi` (and `/webhooks/telecmi/{token}`);
     /// `/webhooks/telecmi/{product}` names it explicitly.
     pub product: Product,
-}
-
-/// The TeleCMI product line a webhook came from: the envelope's `telecmiproduct`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Product {
-    #[default]
-    Chub,
-    ChubIndia,
-}
-
-impl Product {
-    /// The envelope's `telecmiproduct` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Chub => "chub",
-            Self::ChubIndia => "chub_india",
-        }
-    }
-
-    /// The product a webhook path segment names (`chub`, `chub-india`), if any.
-    pub fn from_path_segment(segment: &str) -> Option<Self> {
-        match segment {
-            "chub" => Some(Self::Chub),
-            "chub-india" => Some(Self::ChubIndia),
-            _ => None,
-        }
-    }
 }
 
 /// How a CloudEvent is laid out in a Kafka record (CloudEvents Kafka protocol binding).

@@ -24,16 +24,19 @@ use serde::{Deserialize, Serialize};
 pub use auth::{AuthSettings, ForwardedHeader, SignatureEncoding};
 pub use dedup::DedupSettings;
 pub use delivery::{DeliveryMode, DeliverySettings, OnCorrupt, SpoolSettings};
-pub use envelope::{EnvelopeMode, EnvelopeSettings, OriginalMode, Product};
+pub use envelope::{EnvelopeMode, EnvelopeSettings, OriginalMode};
 pub use kafka::{
     Bootstrap, Compression, KafkaSecurity, KafkaSettings, SaslMechanism, SecurityProtocol,
 };
 pub use load::Sources;
 pub use logging::{LogFormat, LoggingSettings};
 pub use privacy::{PrivacyMode, PrivacySettings};
-pub use routing::{RoutingSettings, TopicName};
+pub use routing::RoutingSettings;
 pub use secret::SecretValue;
 pub use server::{ServerSettings, ServerTls};
+
+/// Settings hold these; their home is `domain`, and the pipeline imports them from there.
+pub use crate::domain::{Product, TopicName};
 
 pub const ENV_PREFIX: &str = "TELECMI_BRIDGE_";
 

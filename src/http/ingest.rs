@@ -16,7 +16,7 @@ use super::error::{ApiError, InternalError};
 use super::rate_limit::RateLimit;
 use super::signature::Signature;
 use super::source::SourcePolicy;
-use crate::config::Product;
+use crate::domain::Product;
 use crate::pipeline::{
     Correlation, DeadLetter, EnvelopeAttributes, OutboundRecord, Privacy, RawRequest, Router,
     decode, to_records,
