@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Problems;
 use crate::domain::Product;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,12 +61,13 @@ impl Default for EnvelopeSettings {
 }
 
 impl EnvelopeSettings {
-    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+    pub(super) fn validate(&self, problems: &mut Problems) {
         let source = &self.source;
         if source.is_empty() || source.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            problems.push(format!(
-                "envelope.source: {source:?} is not a URI reference (CloudEvents `source`)"
-            ));
+            problems.add(
+                "envelope.source",
+                format!("{source:?} is not a URI reference (CloudEvents `source`)"),
+            );
         }
         let base = &self.dataschema_base;
         let has_scheme = base.split_once(':').is_some_and(|(scheme, _)| {
@@ -75,10 +77,13 @@ impl EnvelopeSettings {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
         });
         if !has_scheme || base.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            problems.push(format!(
-                "envelope.dataschema_base: {base:?} is not an absolute URI (CloudEvents \
+            problems.add(
+                "envelope.dataschema_base",
+                format!(
+                    "{base:?} is not an absolute URI (CloudEvents \
                  `dataschema`), e.g. \"https://schemas.example.com/telecmi-bridge/\""
-            ));
+                ),
+            );
         }
     }
 }

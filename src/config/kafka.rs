@@ -7,8 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::SecretValue;
-use super::require_positive;
+use super::{Problems, SecretValue, require_positive};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -106,20 +105,23 @@ impl SaslMechanism {
 
 impl KafkaSecurity {
     /// Settings have read `sasl_password_file` into `sasl_password` at load.
-    fn validate(&self, problems: &mut Vec<String>) {
+    fn validate(&self, problems: &mut Problems) {
         let password = self.sasl_password.as_ref().map(SecretValue::expose);
         if self.protocol.uses_sasl() {
             if self.sasl_username.is_empty() {
-                problems.push(format!(
-                    "kafka.security.sasl_username: required with protocol {}",
-                    self.protocol.as_librdkafka()
-                ));
+                problems.add(
+                    "kafka.security.sasl_username",
+                    format!("required with protocol {}", self.protocol.as_librdkafka()),
+                );
             }
             if password.is_none_or(str::is_empty) {
-                problems.push(format!(
-                    "kafka.security: protocol {} needs sasl_password or sasl_password_file",
-                    self.protocol.as_librdkafka()
-                ));
+                problems.add(
+                    "kafka.security",
+                    format!(
+                        "protocol {} needs sasl_password or sasl_password_file",
+                        self.protocol.as_librdkafka()
+                    ),
+                );
             }
         }
         for (key, path) in [
@@ -129,21 +131,24 @@ impl KafkaSecurity {
         ] {
             let Some(path) = path else { continue };
             if !self.protocol.uses_tls() {
-                problems.push(format!(
-                    "kafka.security.{key}: set, but protocol {} does not use TLS",
-                    self.protocol.as_librdkafka()
-                ));
+                problems.add(
+                    format!("kafka.security.{key}"),
+                    format!(
+                        "set, but protocol {} does not use TLS",
+                        self.protocol.as_librdkafka()
+                    ),
+                );
             } else if !path.is_file() {
-                problems.push(format!(
-                    "kafka.security.{key}: {} is not a readable file",
-                    path.display()
-                ));
+                problems.add(
+                    format!("kafka.security.{key}"),
+                    format!("{} is not a readable file", path.display()),
+                );
             }
         }
         if self.ssl_certificate_location.is_some() != self.ssl_key_location.is_some() {
-            problems.push(
-                "kafka.security: ssl_certificate_location and ssl_key_location go together"
-                    .to_owned(),
+            problems.add(
+                "kafka.security",
+                "ssl_certificate_location and ssl_key_location go together".to_owned(),
             );
         }
     }
@@ -305,10 +310,11 @@ const OWNED_PROPERTIES: [&str; 18] = [
 ];
 
 impl KafkaSettings {
-    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+    pub(super) fn validate(&self, problems: &mut Problems) {
         if self.bootstrap_servers == Bootstrap::Embedded && !self.allow_embedded {
-            problems.push(
-                "kafka.bootstrap_servers: `embedded` is refused here (kafka.allow_embedded = \
+            problems.add(
+                "kafka.bootstrap_servers",
+                "`embedded` is refused here (kafka.allow_embedded = \
                  false); set it to your brokers, e.g. TELECMI_BRIDGE_KAFKA__BOOTSTRAP_SERVERS"
                     .to_owned(),
             );
@@ -318,24 +324,30 @@ impl KafkaSettings {
             .keys()
             .filter(|key| OWNED_PROPERTIES.contains(&key.as_str()))
         {
-            problems.push(format!(
-                "kafka.properties.{owned}: set by the bridge itself; use the typed key instead \
-                 (kafka.security for TLS and SASL)"
-            ));
+            problems.add(
+                format!("kafka.properties.{owned}"),
+                "set by the bridge itself; use the typed key instead (kafka.security for TLS \
+                 and SASL)",
+            );
         }
         self.security.validate(problems);
         if let Some((key, value)) = self.insecure_tls_property()
             && !self.security.allow_insecure_tls
         {
-            problems.push(format!(
-                "kafka.properties.\"{key}\" = {value:?} turns off the verification of the \
-                 brokers' certificates; remove it, or set kafka.security.allow_insecure_tls = \
-                 true to accept that deliberately"
-            ));
+            problems.add(
+                format!("kafka.properties.\"{key}\""),
+                format!(
+                    "{value:?} turns off the verification of the brokers' certificates; remove \
+                     it, or set kafka.security.allow_insecure_tls = true to accept that \
+                     deliberately"
+                ),
+            );
         }
         if self.message_max_bytes().is_none() {
-            problems
-                .push("kafka.properties.\"message.max.bytes\": not a number of bytes".to_owned());
+            problems.add(
+                "kafka.properties.\"message.max.bytes\"",
+                "not a number of bytes",
+            );
         }
         require_positive(
             problems,
@@ -345,10 +357,13 @@ impl KafkaSettings {
             ],
         );
         if self.topic_partitions < 1 {
-            problems.push("kafka.topic_partitions: must be at least 1".to_owned());
+            problems.add("kafka.topic_partitions", "must be at least 1".to_owned());
         }
         if self.topic_replication_factor < 1 {
-            problems.push("kafka.topic_replication_factor: must be at least 1".to_owned());
+            problems.add(
+                "kafka.topic_replication_factor",
+                "must be at least 1".to_owned(),
+            );
         }
     }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::Problems;
 use crate::domain::TopicName;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,7 +55,7 @@ impl Default for RoutingSettings {
 }
 
 impl RoutingSettings {
-    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+    pub(super) fn validate(&self, problems: &mut Problems) {
         for (table, name) in [
             (&self.event_topics, "routing.event_topics"),
             (&self.cdr_topics, "routing.cdr_topics"),
@@ -63,9 +64,10 @@ impl RoutingSettings {
                 .keys()
                 .filter(|status| **status != status.to_lowercase())
             {
-                problems.push(format!(
-                    "{name}.{status}: statuses are matched in lower case; write the key in lower case"
-                ));
+                problems.add(
+                    format!("{name}.{status}"),
+                    "statuses are matched in lower case; write the key in lower case",
+                );
             }
         }
     }
