@@ -253,7 +253,7 @@ mod tests {
         }
     }
 
-    fn state() -> IngestState {
+    pub(super) fn state() -> IngestState {
         IngestState {
             publisher: Arc::new(Panicking),
             dedup: None,
@@ -269,75 +269,6 @@ mod tests {
             max_record_bytes: 1_000_000,
             retry_after_seconds: 1,
         }
-    }
-
-    /// The log lines written while `run` runs on this thread.
-    fn logged(run: impl FnOnce()) -> Vec<String> {
-        #[derive(Clone, Default)]
-        struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Captured {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::with_default(subscriber, run);
-        let bytes = captured.0.lock().expect("log").clone();
-        String::from_utf8(bytes)
-            .expect("UTF-8")
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    #[test]
-    fn a_refusal_is_logged_once_by_the_middleware_in_its_requests_span() {
-        let answered = logged(|| {
-            let response = ApiError::Unauthorized.into_response();
-            assert!(response.extensions().get::<error::Refused>().is_some());
-        });
-        assert_eq!(answered, Vec::<String>::new(), "into_response must not log");
-
-        let limits = RequestLimits {
-            timeout: Duration::from_secs(5),
-            max_in_flight: 8,
-            retry_after_seconds: 1,
-        };
-        let app = router(state(), Readiness::new(None), limits);
-        let request = Request::get("/nowhere")
-            .header("x-request-id", "refusal-logged-once")
-            .body(Body::empty())
-            .expect("request");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let lines = logged(|| {
-            let response = runtime.block_on(app.oneshot(request)).expect("an answer");
-            assert_eq!(response.status(), 404);
-        });
-        let refusals: Vec<&String> = lines
-            .iter()
-            .filter(|line| line.contains("request refused"))
-            .collect();
-        assert_eq!(refusals.len(), 1, "{lines:#?}");
-        assert!(refusals[0].contains("code=\"not_found\""), "{lines:#?}");
-        assert!(
-            refusals[0].contains("request_id=\"refusal-logged-once\""),
-            "{lines:#?}"
-        );
     }
 
     #[test]
