@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod config;
+pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;

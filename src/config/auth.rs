@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::SecretValue;
 use super::secret::secret_list;
+use super::{Problems, SecretValue};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -87,21 +87,26 @@ pub enum SignatureEncoding {
 }
 
 impl AuthSettings {
-    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+    pub(super) fn validate(&self, problems: &mut Problems) {
         if self.required && self.tokens.is_empty() {
-            problems.push("auth.tokens: auth.required is true but no token is set".to_owned());
+            problems.add(
+                "auth.tokens",
+                "auth.required is true but no token is set".to_owned(),
+            );
         }
         if !self.required && !self.tokens.is_empty() {
-            problems.push(
-                "auth.required: auth.tokens are set but auth.required is false, so they would \
+            problems.add(
+                "auth.required",
+                "auth.tokens are set but auth.required is false, so they would \
                  not be checked; set auth.required = true (TELECMI_BRIDGE_AUTH__REQUIRED=true) or \
                  remove the tokens"
                     .to_owned(),
             );
         }
         if !self.allow_unauthenticated && !self.required && self.hmac_secrets.is_empty() {
-            problems.push(
-                "auth.allow_unauthenticated: false here, but webhooks need neither a token \
+            problems.add(
+                "auth.allow_unauthenticated",
+                "false here, but webhooks need neither a token \
                  (auth.required, auth.tokens) nor a signature (auth.hmac_secrets); configure one, \
                  or set auth.allow_unauthenticated = true to accept anyone"
                     .to_owned(),
@@ -112,44 +117,50 @@ impl AuthSettings {
             ("auth.hmac_secrets", &self.hmac_secrets, "secrets"),
         ] {
             if let Some(position) = secrets.iter().position(|secret| secret.expose().len() < 16) {
-                problems.push(format!(
-                    "{key}[{position}]: {noun} must be at least 16 characters"
-                ));
+                problems.add(
+                    format!("{key}[{position}]"),
+                    format!("{noun} must be at least 16 characters"),
+                );
             }
         }
         let is_header_name = |name: &str| axum::http::HeaderName::try_from(name).is_ok();
         if !is_header_name(&self.hmac_header) {
-            problems.push(format!(
-                "auth.hmac_header: {:?} is not a valid header name",
-                self.hmac_header
-            ));
+            problems.add(
+                "auth.hmac_header",
+                format!("{:?} is not a valid header name", self.hmac_header),
+            );
         }
         if let Some(header) = &self.hmac_timestamp_header {
             if !is_header_name(header) {
-                problems.push(format!(
-                    "auth.hmac_timestamp_header: {header:?} is not a valid header name"
-                ));
+                problems.add(
+                    "auth.hmac_timestamp_header",
+                    format!("{header:?} is not a valid header name"),
+                );
             }
             if self.hmac_secrets.is_empty() {
-                problems.push(
-                    "auth.hmac_timestamp_header: set, but no auth.hmac_secrets sign anything"
-                        .to_owned(),
+                problems.add(
+                    "auth.hmac_timestamp_header",
+                    "set, but no auth.hmac_secrets sign anything".to_owned(),
                 );
             }
             if self.hmac_timestamp_tolerance_seconds == 0 {
-                problems.push(
-                    "auth.hmac_timestamp_tolerance_seconds: must be greater than 0".to_owned(),
+                problems.add(
+                    "auth.hmac_timestamp_tolerance_seconds",
+                    "must be greater than 0".to_owned(),
                 );
             }
         }
         if self.query_param.is_empty() || self.header.is_empty() {
-            problems.push("auth.query_param and auth.header must not be empty".to_owned());
+            problems.add(
+                "auth.query_param",
+                "auth.query_param and auth.header must not be empty",
+            );
         }
         if !is_header_name(&self.header) {
-            problems.push(format!(
-                "auth.header: {:?} is not a valid header name",
-                self.header
-            ));
+            problems.add(
+                "auth.header",
+                format!("{:?} is not a valid header name", self.header),
+            );
         }
     }
 }

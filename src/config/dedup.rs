@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::require_positive;
+use super::{Problems, require_positive};
 
 /// The optional de-duplication window for re-sent webhooks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,7 +26,7 @@ impl Default for DedupSettings {
 }
 
 impl DedupSettings {
-    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+    pub(super) fn validate(&self, problems: &mut Problems) {
         require_positive(
             problems,
             &[

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::require_positive;
+use super::{Problems, require_positive};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -80,7 +80,7 @@ pub enum OnCorrupt {
 }
 
 impl DeliverySettings {
-    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+    pub(super) fn validate(&self, problems: &mut Problems) {
         require_positive(
             problems,
             &[("delivery.ack_timeout_ms", self.ack_timeout_ms)],
@@ -89,7 +89,7 @@ impl DeliverySettings {
 }
 
 impl SpoolSettings {
-    pub(super) fn validate(&self, mode: DeliveryMode, problems: &mut Vec<String>) {
+    pub(super) fn validate(&self, mode: DeliveryMode, problems: &mut Problems) {
         require_positive(
             problems,
             &[
@@ -104,7 +104,10 @@ impl SpoolSettings {
             ],
         );
         if mode == DeliveryMode::Spool && self.path.as_os_str().is_empty() {
-            problems.push("spool.path: must be set in spool delivery mode".to_owned());
+            problems.add(
+                "spool.path",
+                "must be set in spool delivery mode".to_owned(),
+            );
         }
     }
 }

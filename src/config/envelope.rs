@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Problems;
+use crate::domain::Product;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnvelopeSettings {
@@ -18,34 +21,6 @@ pub struct EnvelopeSettings {
     /// The product line of webhooks on `/webhooks/telecmi` (and `/webhooks/telecmi/{token}`);
     /// `/webhooks/telecmi/{product}` names it explicitly.
     pub product: Product,
-}
-
-/// The TeleCMI product line a webhook came from: the envelope's `telecmiproduct`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Product {
-    #[default]
-    Chub,
-    ChubIndia,
-}
-
-impl Product {
-    /// The envelope's `telecmiproduct` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Chub => "chub",
-            Self::ChubIndia => "chub_india",
-        }
-    }
-
-    /// The product a webhook path segment names (`chub`, `chub-india`), if any.
-    pub fn from_path_segment(segment: &str) -> Option<Self> {
-        match segment {
-            "chub" => Some(Self::Chub),
-            "chub-india" => Some(Self::ChubIndia),
-            _ => None,
-        }
-    }
 }
 
 /// How a CloudEvent is laid out in a Kafka record (CloudEvents Kafka protocol binding).
@@ -86,12 +61,13 @@ impl Default for EnvelopeSettings {
 }
 
 impl EnvelopeSettings {
-    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+    pub(super) fn validate(&self, problems: &mut Problems) {
         let source = &self.source;
         if source.is_empty() || source.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            problems.push(format!(
-                "envelope.source: {source:?} is not a URI reference (CloudEvents `source`)"
-            ));
+            problems.add(
+                "envelope.source",
+                format!("{source:?} is not a URI reference (CloudEvents `source`)"),
+            );
         }
         let base = &self.dataschema_base;
         let has_scheme = base.split_once(':').is_some_and(|(scheme, _)| {
@@ -101,10 +77,13 @@ impl EnvelopeSettings {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
         });
         if !has_scheme || base.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            problems.push(format!(
-                "envelope.dataschema_base: {base:?} is not an absolute URI (CloudEvents \
+            problems.add(
+                "envelope.dataschema_base",
+                format!(
+                    "{base:?} is not an absolute URI (CloudEvents \
                  `dataschema`), e.g. \"https://schemas.example.com/telecmi-bridge/\""
-            ));
+                ),
+            );
         }
     }
 }

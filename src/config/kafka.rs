@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::SecretValue;
-use super::require_positive;
+use super::{Problems, SecretValue, require_positive};
 
 pub use security::{KafkaSecurity, SaslMechanism, SecurityProtocol};
 
@@ -191,10 +190,11 @@ const OWNED_PROPERTIES: [&str; 18] = [
 ];
 
 impl KafkaSettings {
-    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+    pub(super) fn validate(&self, problems: &mut Problems) {
         if self.bootstrap_servers == Bootstrap::Embedded && !self.allow_embedded {
-            problems.push(
-                "kafka.bootstrap_servers: `embedded` is refused here (kafka.allow_embedded = \
+            problems.add(
+                "kafka.bootstrap_servers",
+                "`embedded` is refused here (kafka.allow_embedded = \
                  false); set it to your brokers, e.g. TELECMI_BRIDGE_KAFKA__BOOTSTRAP_SERVERS"
                     .to_owned(),
             );
@@ -204,24 +204,30 @@ impl KafkaSettings {
             .keys()
             .filter(|key| OWNED_PROPERTIES.contains(&key.as_str()))
         {
-            problems.push(format!(
-                "kafka.properties.{owned}: set by the bridge itself; use the typed key instead \
-                 (kafka.security for TLS and SASL)"
-            ));
+            problems.add(
+                format!("kafka.properties.{owned}"),
+                "set by the bridge itself; use the typed key instead (kafka.security for TLS \
+                 and SASL)",
+            );
         }
         self.security.validate(problems);
         if let Some((key, value)) = self.insecure_tls_property()
             && !self.security.allow_insecure_tls
         {
-            problems.push(format!(
-                "kafka.properties.\"{key}\" = {value:?} turns off the verification of the \
-                 brokers' certificates; remove it, or set kafka.security.allow_insecure_tls = \
-                 true to accept that deliberately"
-            ));
+            problems.add(
+                format!("kafka.properties.\"{key}\""),
+                format!(
+                    "{value:?} turns off the verification of the brokers' certificates; remove \
+                     it, or set kafka.security.allow_insecure_tls = true to accept that \
+                     deliberately"
+                ),
+            );
         }
         if self.message_max_bytes().is_none() {
-            problems
-                .push("kafka.properties.\"message.max.bytes\": not a number of bytes".to_owned());
+            problems.add(
+                "kafka.properties.\"message.max.bytes\"",
+                "not a number of bytes",
+            );
         }
         require_positive(
             problems,
@@ -231,10 +237,13 @@ impl KafkaSettings {
             ],
         );
         if self.topic_partitions < 1 {
-            problems.push("kafka.topic_partitions: must be at least 1".to_owned());
+            problems.add("kafka.topic_partitions", "must be at least 1".to_owned());
         }
         if self.topic_replication_factor < 1 {
-            problems.push("kafka.topic_replication_factor: must be at least 1".to_owned());
+            problems.add(
+                "kafka.topic_replication_factor",
+                "must be at least 1".to_owned(),
+            );
         }
     }
 

@@ -7,7 +7,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 
 use super::secret::{SECRET_FORM, SECRET_KEYS};
-use super::{ConfigError, ENV_PREFIX, SecretValue, Settings};
+use super::{ConfigError, ENV_PREFIX, Problem, SecretValue, Settings};
 
 /// Environment variables with the prefix that select files rather than set keys.
 const ENV_NOT_KEYS: [&str; 2] = ["PROFILE", "CONFIG_DIR"];
@@ -132,11 +132,12 @@ fn without_quoted_lines(message: &str) -> String {
 fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path)
         .map(|text| text.trim_end_matches(['\r', '\n']).to_owned())
-        .map_err(|error| {
-            ConfigError::Invalid(vec![format!(
-                "{key}: cannot read {}: {error}",
-                path.display()
-            )])
+        .map_err(|source| {
+            ConfigError::Invalid(vec![Problem::Unreadable {
+                key: key.to_owned(),
+                path: path.to_owned(),
+                source,
+            }])
         })
 }
 
@@ -148,9 +149,10 @@ fn resolve_secret_file(
 ) -> Result<(), ConfigError> {
     let Some(path) = path else { return Ok(()) };
     if value.is_some() {
-        return Err(ConfigError::Invalid(vec![format!(
-            "{key}: set {key} or {key}_file, not both"
-        )]));
+        return Err(ConfigError::Invalid(vec![Problem::Invalid {
+            key: key.to_owned(),
+            reason: format!("set {key} or {key}_file, not both"),
+        }]));
     }
     *value = Some(SecretValue::from(
         read_secret_file(&format!("{key}_file"), path)?.as_str(),
@@ -167,9 +169,10 @@ fn resolve_secret_lines(
 ) -> Result<(), ConfigError> {
     let Some(path) = path else { return Ok(()) };
     if !values.is_empty() {
-        return Err(ConfigError::Invalid(vec![format!(
-            "{key}: set {key} or {key}_file, not both"
-        )]));
+        return Err(ConfigError::Invalid(vec![Problem::Invalid {
+            key: key.to_owned(),
+            reason: format!("set {key} or {key}_file, not both"),
+        }]));
     }
     *values = read_secret_file(&format!("{key}_file"), path)?
         .lines()
@@ -315,7 +318,20 @@ mod tests {
         ] {
             Jail::expect_with(|jail| {
                 jail.set_env(variable, "no-such-secret-file");
-                let error = Settings::load(&sources()).unwrap_err().to_string();
+                let error = Settings::load(&sources()).unwrap_err();
+                assert!(
+                    matches!(
+                        &error,
+                        ConfigError::Invalid(problems) if matches!(
+                            problems.as_slice(),
+                            [Problem::Unreadable { key: unreadable, source, .. }]
+                                if unreadable == key
+                                    && source.kind() == std::io::ErrorKind::NotFound
+                        )
+                    ),
+                    "{error:?}"
+                );
+                let error = error.to_string();
                 assert!(
                     error.contains(key) && error.contains("no-such-secret-file"),
                     "{error}"

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Problems;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoggingSettings {
@@ -27,12 +29,12 @@ pub enum LogFormat {
 }
 
 impl LoggingSettings {
-    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+    pub(super) fn validate(&self, problems: &mut Problems) {
         if tracing_subscriber::EnvFilter::try_new(&self.level).is_err() {
-            problems.push(format!(
-                "logging.level: {:?} is not a tracing filter directive",
-                self.level
-            ));
+            problems.add(
+                "logging.level",
+                format!("{:?} is not a tracing filter directive", self.level),
+            );
         }
     }
 }

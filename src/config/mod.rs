@@ -24,30 +24,75 @@ use serde::{Deserialize, Serialize};
 pub use auth::{AuthSettings, ForwardedHeader, SignatureEncoding};
 pub use dedup::DedupSettings;
 pub use delivery::{DeliveryMode, DeliverySettings, OnCorrupt, SpoolSettings};
-pub use envelope::{EnvelopeMode, EnvelopeSettings, OriginalMode, Product};
+pub use envelope::{EnvelopeMode, EnvelopeSettings, OriginalMode};
 pub use kafka::{
     Bootstrap, Compression, KafkaSecurity, KafkaSettings, SaslMechanism, SecurityProtocol,
 };
 pub use load::Sources;
 pub use logging::{LogFormat, LoggingSettings};
 pub use privacy::{PrivacyMode, PrivacySettings};
-pub use routing::{RoutingSettings, TopicName};
+pub use routing::RoutingSettings;
 pub use secret::SecretValue;
 pub use server::{ServerSettings, ServerTls};
+
+/// Settings hold these; their home is `domain`, and the pipeline imports them from there.
+pub use crate::domain::{Product, TopicName};
 
 pub const ENV_PREFIX: &str = "TELECMI_BRIDGE_";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// Every mistake found, each naming its key.
-    #[error("invalid configuration: {}", .0.join("\n  "))]
-    Invalid(Vec<String>),
+    #[error("invalid configuration: {}", one_per_line(.0))]
+    Invalid(Vec<Problem>),
     #[error("profile {profile:?} has no file at {path}")]
     MissingProfile { profile: String, path: PathBuf },
     #[error("configuration file {0} does not exist")]
     MissingFile(PathBuf),
     #[error(transparent)]
     Figment(#[from] Box<figment::Error>),
+}
+
+/// One mistake in the configuration, naming the key to change.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    #[error("{key}: {reason}")]
+    Invalid { key: String, reason: String },
+    #[error("{key}: cannot read {}: {source}", path.display())]
+    Unreadable {
+        key: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Problem {
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Invalid { key, .. } | Self::Unreadable { key, .. } => key,
+        }
+    }
+}
+
+fn one_per_line(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(Problem::to_string)
+        .collect::<Vec<_>>()
+        .join("\n  ")
+}
+
+/// The mistakes the sections' checks find, gathered so that all are reported at once.
+#[derive(Debug, Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.0.push(Problem::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        });
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -69,7 +114,7 @@ pub struct Settings {
 impl Settings {
     /// Every section's checks, then those that span sections; all mistakes, not the first.
     fn validate(&self) -> Result<(), ConfigError> {
-        let mut problems = Vec::new();
+        let mut problems = Problems::default();
         self.server.validate(&mut problems);
         self.kafka.validate(&mut problems);
         self.delivery.validate(&mut problems);
@@ -80,31 +125,41 @@ impl Settings {
         self.auth.validate(&mut problems);
         self.envelope.validate(&mut problems);
         self.logging.validate(&mut problems);
-        problems.extend(self.reconcile.validate().err());
+        if let Err(message) = self.reconcile.validate() {
+            // The reconcile section still reports "key: reason" as text.
+            let (key, reason) = message.split_once(": ").unwrap_or(("reconcile", &message));
+            problems.add(key, reason);
+        }
         if let Some(message_max_bytes) = self.kafka.message_max_bytes()
             && kafka::envelope_bound(self.server.body_limit_bytes) > message_max_bytes
         {
-            problems.push(format!(
-                "server.body_limit_bytes: a body of {} bytes can make an envelope of {} bytes \
+            problems.add(
+                "server.body_limit_bytes",
+                format!(
+                    "a body of {} bytes can make an envelope of {} bytes \
                  (3 x body + 4 KiB), more than Kafka's message.max.bytes ({message_max_bytes}); \
                  lower the body limit to at most {}, or raise kafka.properties.\
                  \"message.max.bytes\" (and the topics' max.message.bytes)",
-                self.server.body_limit_bytes,
-                kafka::envelope_bound(self.server.body_limit_bytes),
-                message_max_bytes.saturating_sub(4 * 1024) / 3
-            ));
+                    self.server.body_limit_bytes,
+                    kafka::envelope_bound(self.server.body_limit_bytes),
+                    message_max_bytes.saturating_sub(4 * 1024) / 3
+                ),
+            );
         }
         if self.server.request_timeout_ms <= self.delivery.ack_timeout_ms {
-            problems.push(format!(
-                "server.request_timeout_ms: must exceed delivery.ack_timeout_ms ({} ms), or \
+            problems.add(
+                "server.request_timeout_ms",
+                format!(
+                    "must exceed delivery.ack_timeout_ms ({} ms), or \
                  requests would time out before Kafka can acknowledge them",
-                self.delivery.ack_timeout_ms
-            ));
+                    self.delivery.ack_timeout_ms
+                ),
+            );
         }
-        if problems.is_empty() {
+        if problems.0.is_empty() {
             Ok(())
         } else {
-            Err(ConfigError::Invalid(problems))
+            Err(ConfigError::Invalid(problems.0))
         }
     }
 
@@ -134,9 +189,9 @@ impl Settings {
 }
 
 /// Adds "must be greater than 0" for each key whose value is 0.
-fn require_positive(problems: &mut Vec<String>, values: &[(&str, u64)]) {
+fn require_positive(problems: &mut Problems, values: &[(&str, u64)]) {
     for (key, _) in values.iter().filter(|(_, value)| *value == 0) {
-        problems.push(format!("{key}: must be greater than 0"));
+        problems.add(*key, "must be greater than 0");
     }
 }
 
@@ -253,6 +308,11 @@ mod tests {
                 panic!("not a validation error: {error}");
             };
             assert_eq!(problems.len(), 3, "{problems:?}");
+            let keys: Vec<&str> = problems.iter().map(Problem::key).collect();
+            assert_eq!(
+                keys,
+                ["delivery.ack_timeout_ms", "auth.header", "envelope.source"]
+            );
             let shown = error.to_string();
             assert_eq!(shown.lines().count(), 3, "{shown}");
             for key in ["delivery.ack_timeout_ms", "envelope.source", "auth.header"] {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::SecretValue;
+use super::{Problems, SecretValue};
 
 /// Optional protection of phone numbers before publishing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,15 +44,16 @@ pub enum PrivacyMode {
 }
 
 impl PrivacySettings {
-    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+    pub(super) fn validate(&self, problems: &mut Problems) {
         if self.mode == PrivacyMode::Hmac
             && self
                 .hmac_key
                 .as_ref()
                 .is_none_or(|key| key.expose().len() < 16)
         {
-            problems.push(
-                "privacy.hmac_key: hmac mode needs a key of at least 16 characters".to_owned(),
+            problems.add(
+                "privacy.hmac_key",
+                "hmac mode needs a key of at least 16 characters".to_owned(),
             );
         }
         if let Some(field) = self
@@ -60,10 +61,13 @@ impl PrivacySettings {
             .iter()
             .find(|field| field.split('.').any(str::is_empty))
         {
-            problems.push(format!(
-                "privacy.phone_fields: {field:?} has an empty name; write a field name or a \
+            problems.add(
+                "privacy.phone_fields",
+                format!(
+                    "{field:?} has an empty name; write a field name or a \
                  dotted path such as \"custom.lead.mobile\""
-            ));
+                ),
+            );
         }
     }
 }

@@ -1,9 +1,11 @@
-//! Which topic each event and CDR goes to, and the Kafka topic name type.
+//! Which topic each event and CDR goes to.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use super::Problems;
+use crate::domain::TopicName;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -53,7 +55,7 @@ impl Default for RoutingSettings {
 }
 
 impl RoutingSettings {
-    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+    pub(super) fn validate(&self, problems: &mut Problems) {
         for (table, name) in [
             (&self.event_topics, "routing.event_topics"),
             (&self.cdr_topics, "routing.cdr_topics"),
@@ -62,9 +64,10 @@ impl RoutingSettings {
                 .keys()
                 .filter(|status| **status != status.to_lowercase())
             {
-                problems.push(format!(
-                    "{name}.{status}: statuses are matched in lower case; write the key in lower case"
-                ));
+                problems.add(
+                    format!("{name}.{status}"),
+                    "statuses are matched in lower case; write the key in lower case",
+                );
             }
         }
     }
@@ -87,48 +90,5 @@ impl RoutingSettings {
         topics.sort();
         topics.dedup();
         topics
-    }
-}
-
-/// A Kafka topic name: 1 to 249 of `[a-zA-Z0-9._-]`, and not `.` or `..`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct TopicName(Arc<str>);
-
-impl TopicName {
-    fn new(name: &str) -> Self {
-        Self(Arc::from(name))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for TopicName {
-    type Error = String;
-
-    fn try_from(name: String) -> Result<Self, Self::Error> {
-        let legal = name
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'));
-        if name.is_empty() || name.len() > 249 || !legal || name == "." || name == ".." {
-            return Err(format!(
-                "{name:?} is not a valid Kafka topic name (1-249 of [a-zA-Z0-9._-])"
-            ));
-        }
-        Ok(Self(Arc::from(name)))
-    }
-}
-
-impl From<TopicName> for String {
-    fn from(topic: TopicName) -> Self {
-        topic.0.to_string()
-    }
-}
-
-impl std::fmt::Display for TopicName {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str(&self.0)
     }
 }

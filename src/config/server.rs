@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::require_positive;
+use super::{Problems, require_positive};
 
 /// hyper refuses a read buffer below 8 KiB. Above 64 KiB a long URI would get hyper's 414
 /// before the buffer fills, and the listener counts every too-large head as 431.
@@ -85,7 +85,7 @@ impl Default for ServerSettings {
 }
 
 impl ServerSettings {
-    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+    pub(super) fn validate(&self, problems: &mut Problems) {
         require_positive(
             problems,
             &[
@@ -105,14 +105,18 @@ impl ServerSettings {
             ],
         );
         if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&self.max_header_bytes) {
-            problems.push(format!(
-                "server.max_header_bytes: must be between {MIN_HEADER_BYTES} and \
+            problems.add(
+                "server.max_header_bytes",
+                format!(
+                    "must be between {MIN_HEADER_BYTES} and \
                  {MAX_HEADER_BYTES}"
-            ));
+                ),
+            );
         }
         if self.require_tls && self.tls.is_none() && !self.tls_terminated_by_proxy {
-            problems.push(
-                "server.require_tls: the webhook token travels in the URL, so this profile needs \
+            problems.add(
+                "server.require_tls",
+                "the webhook token travels in the URL, so this profile needs \
                  TLS: configure [server.tls], or set server.tls_terminated_by_proxy = true when a \
                  proxy in front terminates it"
                     .to_owned(),

@@ -1,8 +1,9 @@
 //! One error type for the HTTP edge and its one mapping to responses: a stable `code`, a human
-//! message, never an internal detail (those are logged).
+//! message, never an internal detail. The mapping is pure: the error rides along in the
+//! response's extensions, and the middleware that counts answers logs it
+//! (`answers::count_requests`).
 
-use std::sync::{Mutex, OnceLock};
-use std::time::Instant;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -11,7 +12,6 @@ use serde_json::json;
 
 use crate::pipeline::RejectReason;
 use crate::publish::PublishError;
-use crate::telemetry::repeats::{Repeats, Verdict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -45,12 +45,21 @@ pub enum ApiError {
     #[error("the request was not completed in time")]
     RequestTimeout,
     #[error("internal error")]
-    Internal(String),
+    Internal(#[from] InternalError),
 }
 
-/// Set on error responses so request metrics can count outcomes by code.
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);
+/// A fault of the bridge itself; logged, never shown to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    #[error("envelope serialisation: {0}")]
+    Serialisation(#[from] serde_json::Error),
+    #[error("a request handler panicked: {0}")]
+    Panic(String),
+}
+
+/// Set on every error response: what the answer's middleware counts and logs.
+#[derive(Debug, Clone)]
+pub struct Refused(pub Arc<ApiError>);
 
 impl ApiError {
     pub fn code(&self) -> &'static str {
@@ -109,34 +118,10 @@ impl ApiError {
     }
 }
 
-/// During an outage every webhook meets the same cause: it is logged once, then once per
-/// interval with the count of answers held back (the request counter has them all).
-fn admit(cause: &str) -> Verdict {
-    static REPEATS: OnceLock<Mutex<Repeats>> = OnceLock::new();
-    REPEATS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .admit(cause, Instant::now())
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let code = self.code();
-        match &self {
-            Self::Publish { error, .. } => {
-                if let Verdict::Log { held_back } = admit(&format!("{code}: {error}")) {
-                    tracing::warn!(code, %error, held_back, "event not confirmed");
-                }
-            }
-            Self::Internal(detail) => {
-                if let Verdict::Log { held_back } = admit(detail) {
-                    tracing::error!(code, detail, held_back, "internal error");
-                }
-            }
-            other => tracing::info!(code, reason = %other, "request refused"),
-        }
         let body = Json(json!({"error": {"code": code, "message": self.to_string()}}));
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
@@ -160,7 +145,7 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        response.extensions_mut().insert(ErrorCode(code));
+        response.extensions_mut().insert(Refused(Arc::new(self)));
         response
     }
 }

@@ -22,18 +22,34 @@ pub struct Readiness(Arc<RwLock<Checks>>);
 
 #[derive(Debug, Clone, PartialEq)]
 struct Checks {
-    kafka: Result<(), String>,
+    kafka: Result<(), NotReady>,
     spool: Option<SpoolStatus>,
     shutting_down: bool,
 }
 
+/// Why the bridge is not ready; its text is the `reason` of the admin `/readyz`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotReady {
+    /// No Kafka probe has answered yet.
+    #[error("starting")]
+    Starting,
+    #[error("{0}")]
+    KafkaUnreachable(String),
+    #[error("{0}")]
+    SpoolRefuses(String),
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
 impl Checks {
-    fn verdict(&self) -> Result<(), String> {
+    fn verdict(&self) -> Result<(), NotReady> {
         if self.shutting_down {
-            return Err("shutting down".to_owned());
+            return Err(NotReady::ShuttingDown);
         }
         match &self.spool {
-            Some(spool) => spool.refusal().map_or(Ok(()), Err),
+            Some(spool) => spool
+                .refusal()
+                .map_or(Ok(()), |refusal| Err(NotReady::SpoolRefuses(refusal))),
             None => self.kafka.clone(),
         }
     }
@@ -43,18 +59,19 @@ impl Readiness {
     /// Not ready until the first Kafka probe (and, in spool mode, the first spool reading).
     pub fn new(spool: Option<SpoolStatus>) -> Self {
         Self(Arc::new(RwLock::new(Checks {
-            kafka: Err("starting".to_owned()),
+            kafka: Err(NotReady::Starting),
             spool,
             shutting_down: false,
         })))
     }
 
     pub fn set_kafka(&self, kafka: Result<(), String>) {
+        let kafka = kafka.map_err(NotReady::KafkaUnreachable);
         self.update(|checks| {
             if checks.kafka != kafka {
                 match &kafka {
                     Ok(()) => tracing::info!("Kafka reachable"),
-                    Err(reason) => tracing::warn!(reason, "Kafka not reachable"),
+                    Err(reason) => tracing::warn!(%reason, "Kafka not reachable"),
                 }
                 metrics::gauge!("telecmi_bridge_kafka_reachable").set(if kafka.is_ok() {
                     1.0
@@ -74,7 +91,7 @@ impl Readiness {
         self.update(|checks| checks.shutting_down = true);
     }
 
-    pub fn get(&self) -> Result<(), String> {
+    pub fn get(&self) -> Result<(), NotReady> {
         self.read().verdict()
     }
 
@@ -96,7 +113,7 @@ impl Readiness {
         if before != after {
             match &after {
                 Ok(()) => tracing::info!("ready"),
-                Err(reason) => tracing::warn!(reason, "not ready"),
+                Err(reason) => tracing::warn!(%reason, "not ready"),
             }
             metrics::gauge!("telecmi_bridge_ready").set(if after.is_ok() { 1.0 } else { 0.0 });
         }
@@ -123,7 +140,7 @@ pub async fn readyz_detailed(State(readiness): State<Readiness>) -> impl IntoRes
     let checks = readiness.read();
     let kafka = match &checks.kafka {
         Ok(()) => json!({"status": "ok"}),
-        Err(reason) => json!({"status": "unavailable", "reason": reason}),
+        Err(reason) => json!({"status": "unavailable", "reason": reason.to_string()}),
     };
     let mut body = json!({"status": "ready", "kafka": kafka});
     if let Some(spool) = &checks.spool {
@@ -133,7 +150,7 @@ pub async fn readyz_detailed(State(readiness): State<Readiness>) -> impl IntoRes
         Ok(()) => (StatusCode::OK, Json(body)),
         Err(reason) => {
             body["status"] = json!("not_ready");
-            body["reason"] = json!(reason);
+            body["reason"] = json!(reason.to_string());
             (StatusCode::SERVICE_UNAVAILABLE, Json(body))
         }
     }
@@ -147,4 +164,23 @@ pub async fn metrics(State(handle): State<PrometheusHandle>) -> impl IntoRespons
         )],
         handle.render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_names_why_it_is_not_ready() {
+        let readiness = Readiness::new(None);
+        assert_eq!(readiness.get(), Err(NotReady::Starting));
+        readiness.set_kafka(Err("no broker answers".to_owned()));
+        let not_ready = readiness.get().expect_err("Kafka unreachable");
+        assert_eq!(not_ready.to_string(), "no broker answers");
+        readiness.set_kafka(Ok(()));
+        assert_eq!(readiness.get(), Ok(()));
+        readiness.set_shutting_down();
+        assert_eq!(readiness.get(), Err(NotReady::ShuttingDown));
+        assert_eq!(NotReady::ShuttingDown.to_string(), "shutting down");
+    }
 }

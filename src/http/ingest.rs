@@ -12,11 +12,11 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::auth::Auth;
-use super::error::ApiError;
+use super::error::{ApiError, InternalError};
 use super::rate_limit::RateLimit;
 use super::signature::Signature;
 use super::source::SourcePolicy;
-use crate::config::Product;
+use crate::domain::Product;
 use crate::pipeline::{
     Correlation, DeadLetter, EnvelopeAttributes, OutboundRecord, Privacy, RawRequest, Router,
     decode, to_records,
@@ -235,7 +235,7 @@ pub async fn ingest(
         Some(&state.correlation),
         received_at,
     )
-    .map_err(|error| ApiError::Internal(format!("envelope serialisation: {error}")))?;
+    .map_err(InternalError::from)?;
     if !normalised.warnings.is_empty() {
         tracing::debug!(warnings = ?normalised.warnings, "payload normalised with warnings");
     }

@@ -1,5 +1,6 @@
 //! The HTTP edge: the public router (webhooks, health) and the admin router (health, metrics).
 
+mod answers;
 pub mod auth;
 pub mod error;
 pub mod health;
@@ -36,6 +37,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+use error::InternalError;
 pub use health::Readiness;
 pub use ingest::IngestState;
 
@@ -88,7 +90,7 @@ pub fn router(state: IngestState, readiness: Readiness, limits: RequestLimits) -
         .layer(CatchPanicLayer::custom(answer_panic))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         // Not tower-http's default failure hook: it logs every 5xx at ERROR, one line per
-        // request through a whole outage; the cause is logged once by `ApiError`.
+        // request through a whole outage; `count_requests` logs the cause, once.
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
@@ -97,8 +99,9 @@ pub fn router(state: IngestState, readiness: Readiness, limits: RequestLimits) -
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(middleware::map_request(keep_only_plain_request_id))
         .layer(middleware::from_fn(close_unless_body_read))
-        // Outermost, so that every answer of the service is counted: 408s, panics, 503s.
-        .layer(middleware::from_fn(count_requests))
+        // Outermost, so that every answer of the service is counted and logged: 408s, panics,
+        // 503s.
+        .layer(middleware::from_fn(answers::count_requests))
 }
 
 /// Loopback by default: health and Prometheus metrics for operators, and the envelope's
@@ -111,21 +114,20 @@ pub fn admin_router(readiness: Readiness, metrics: PrometheusHandle) -> Router {
         .with_state(readiness)
         .route("/metrics", get(health::metrics).with_state(metrics))
         .fallback(|| async { ApiError::NotFound })
+        .layer(middleware::from_fn(answers::log_refusals))
 }
 
-/// One span per request, naming the route template, never the raw path or query, which may
-/// carry the token.
+/// One span per request; the line that logs its refusal opens the same.
 fn request_span(request: &Request) -> tracing::Span {
-    let route = request
+    answers::request_span(request.method(), route_of(request), request.headers())
+}
+
+/// The route template a request matched.
+fn route_of(request: &Request) -> &str {
+    request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("-");
-    tracing::info_span!("request", method = %request.method(), route, request_id)
+        .map_or("unmatched", MatchedPath::as_str)
 }
 
 /// The longest client `x-request-id` kept.
@@ -169,7 +171,7 @@ fn answer_panic(panic: Box<dyn Any + Send + 'static>) -> Response {
         .map(|message| (*message).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_default();
-    ApiError::Internal(format!("a request handler panicked: {message}")).into_response()
+    ApiError::from(InternalError::Panic(message)).into_response()
 }
 
 /// hyper closes a connection whose request body was not read to its end (a refusal decided by
@@ -226,29 +228,6 @@ impl HttpBody for ReadToEnd {
     }
 }
 
-async fn count_requests(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    metrics::histogram!("telecmi_bridge_http_request_duration_seconds", "route" => route.clone())
-        .record(started.elapsed().as_secs_f64());
-    let outcome = response
-        .extensions()
-        .get::<error::ErrorCode>()
-        .map_or("ok", |code| code.0);
-    metrics::counter!(
-        "telecmi_bridge_http_requests_total",
-        "route" => route,
-        "outcome" => outcome,
-        "status" => response.status().as_u16().to_string()
-    )
-    .increment(1);
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -274,7 +253,7 @@ mod tests {
         }
     }
 
-    fn state() -> IngestState {
+    pub(super) fn state() -> IngestState {
         IngestState {
             publisher: Arc::new(Panicking),
             dedup: None,

@@ -13,7 +13,8 @@ use time::macros::format_description;
 use super::decode::{Encoding, Original, OriginalPayload};
 use super::normalise::{ConversationSource, Kind, Normalised};
 use super::warning::Warning;
-use crate::config::{EnvelopeMode, EnvelopeSettings, OriginalMode, Product};
+use crate::config::{EnvelopeMode, EnvelopeSettings, OriginalMode};
+use crate::domain::Product;
 
 /// The attributes every envelope of one deployment shares.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -33,7 +33,7 @@ use sha2::Sha256;
 
 use super::decode::{Decoded, OriginalPayload};
 use super::normalise::holds_json_text;
-use super::route::OutboundRecord;
+use super::route::{OutboundRecord, REQUEST_QUERY_HEADER};
 use crate::config::{PrivacyMode, PrivacySettings, SecretValue};
 
 /// What replaces a redacted value.
@@ -210,7 +210,7 @@ impl Privacy {
         record.payload = bytes::Bytes::new();
         record
             .headers
-            .retain(|(name, _)| *name != "telecmi-request-query");
+            .retain(|(name, _)| *name != REQUEST_QUERY_HEADER);
         record
             .headers
             .push(("telecmi-deadletter-body", "omitted: privacy".to_owned()));

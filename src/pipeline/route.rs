@@ -10,7 +10,11 @@ use super::RejectReason;
 use super::decode::RawRequest;
 use super::envelope::{ENVELOPE_VERSION, EncodedEvent, rfc3339, unix_millis};
 use super::normalise::{Kind, Normalised};
-use crate::config::{RoutingSettings, TopicName};
+use crate::config::RoutingSettings;
+use crate::domain::TopicName;
+
+/// A dead letter's header holding a POST's query string, which privacy removes with the body.
+pub const REQUEST_QUERY_HEADER: &str = "telecmi-request-query";
 
 /// A record ready for Kafka. The payload is shared between the records of one event.
 #[derive(Debug, Clone)]
@@ -144,7 +148,7 @@ impl Router {
             headers.push(("content-type", content_type.to_owned()));
         }
         if let Some(query) = query.filter(|_| !request.is_get) {
-            headers.push(("telecmi-request-query", query));
+            headers.push((REQUEST_QUERY_HEADER, query));
         }
         Some(OutboundRecord {
             topic: topic.clone(),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::SecretValue;
+use crate::config::{Problems, SecretValue};
 
 /// How the bridge connects to Kafka: TLS and SASL (PLAIN, SCRAM-SHA-256/512), typed and
 /// checked at start-up rather than passed through as free-form properties.
@@ -84,20 +84,23 @@ impl SaslMechanism {
 
 impl KafkaSecurity {
     /// Settings have read `sasl_password_file` into `sasl_password` at load.
-    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+    pub(super) fn validate(&self, problems: &mut Problems) {
         let password = self.sasl_password.as_ref().map(SecretValue::expose);
         if self.protocol.uses_sasl() {
             if self.sasl_username.is_empty() {
-                problems.push(format!(
-                    "kafka.security.sasl_username: required with protocol {}",
-                    self.protocol.as_librdkafka()
-                ));
+                problems.add(
+                    "kafka.security.sasl_username",
+                    format!("required with protocol {}", self.protocol.as_librdkafka()),
+                );
             }
             if password.is_none_or(str::is_empty) {
-                problems.push(format!(
-                    "kafka.security: protocol {} needs sasl_password or sasl_password_file",
-                    self.protocol.as_librdkafka()
-                ));
+                problems.add(
+                    "kafka.security",
+                    format!(
+                        "protocol {} needs sasl_password or sasl_password_file",
+                        self.protocol.as_librdkafka()
+                    ),
+                );
             }
         }
         for (key, path) in [
@@ -107,21 +110,24 @@ impl KafkaSecurity {
         ] {
             let Some(path) = path else { continue };
             if !self.protocol.uses_tls() {
-                problems.push(format!(
-                    "kafka.security.{key}: set, but protocol {} does not use TLS",
-                    self.protocol.as_librdkafka()
-                ));
+                problems.add(
+                    format!("kafka.security.{key}"),
+                    format!(
+                        "set, but protocol {} does not use TLS",
+                        self.protocol.as_librdkafka()
+                    ),
+                );
             } else if !path.is_file() {
-                problems.push(format!(
-                    "kafka.security.{key}: {} is not a readable file",
-                    path.display()
-                ));
+                problems.add(
+                    format!("kafka.security.{key}"),
+                    format!("{} is not a readable file", path.display()),
+                );
             }
         }
         if self.ssl_certificate_location.is_some() != self.ssl_key_location.is_some() {
-            problems.push(
-                "kafka.security: ssl_certificate_location and ssl_key_location go together"
-                    .to_owned(),
+            problems.add(
+                "kafka.security",
+                "ssl_certificate_location and ssl_key_location go together".to_owned(),
             );
         }
     }
