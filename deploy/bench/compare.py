@@ -36,8 +36,8 @@ def parse_variant(text):
 
 
 def variants_of(mode, variants):
-    """The baseline server has no variants: it runs once per round."""
-    return [parse_variant("baseline")] if mode == "baseline" else variants
+    """The baseline server and the Go reference have no variants: each runs once per round."""
+    return [parse_variant(mode)] if mode in ("baseline", "goref") else variants
 
 
 def main():
@@ -60,7 +60,7 @@ def main():
 
     bench.ensure_wrk()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    started_kafka = not bootstrap and bool({"kafka", "spool"} & set(modes))
+    started_kafka = not bootstrap and bool(set(bench.BROKER_MODES) & set(modes))
     if started_kafka:
         bench.local_kafka("start")
         bootstrap = f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
@@ -103,14 +103,16 @@ def main():
              + (f"; paced: {args.delay_ms} ms between requests per connection"
                 if args.delay_ms else ""), "",
              "| variant | mode | connections | events/s | vs first | p50 ms | p99 ms "
-             "| CPU s / 1k events: server, broker, wrk | peak RSS MB | errors |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| CPU s / 1k events: server, broker, wrk | broker bytes / event | peak RSS MB "
+             "| errors |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(
             f"| {row['variant']} | {row['mode']} | {row['connections']} | "
             f"{row['events_per_second']:,.0f} | {row['vs_first']:.2f} | "
             f"{row['latency_ms']['p50']:.2f} | {row['latency_ms']['p99']:.2f} | "
-            f"{bench.cpu_split(row)} | {row['peak_rss_mb']:.1f} | "
+            f"{bench.cpu_split(row)} | {bench.stored_per_event(row)} | "
+            f"{row['peak_rss_mb']:.1f} | "
             f"{row['errors']} |")
     text = "\n".join(lines) + "\n"
     out = Path(args.out)
