@@ -19,10 +19,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use rdkafka::ClientConfig;
-use rdkafka::error::KafkaError;
 use rdkafka::producer::future_producer::DeliveryFuture;
-use rdkafka::producer::{FutureRecord, Producer};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -35,8 +32,10 @@ use super::tail::Tail;
 use super::writer::Command;
 use crate::config::{SpoolSettings, TopicName};
 use crate::pipeline::envelope::unix_millis;
-use crate::publish::kafka::{classify, confirmed, count_error, kafka_headers, refused_for_good};
-use crate::publish::{KafkaPublisher, PublishError};
+use crate::publish::PublishError;
+use crate::publish::kafka::{
+    KafkaClient, OutgoingRecord, confirmed, count_error, refused_for_good,
+};
 
 /// Events read from the spool per read transaction.
 const READ_BATCH: usize = 512;
@@ -54,8 +53,7 @@ pub struct Forwarder {
     commands: mpsc::UnboundedSender<Command>,
     committed: Arc<Notify>,
     shared: Arc<Shared>,
-    producer: KafkaPublisher,
-    client_config: ClientConfig,
+    kafka: KafkaClient,
     window: usize,
     backoff_max: Duration,
     refusals: Refusals,
@@ -77,22 +75,21 @@ impl Forwarder {
         commands: mpsc::UnboundedSender<Command>,
         committed: Arc<Notify>,
         shared: Arc<Shared>,
-        client_config: ClientConfig,
+        kafka: KafkaClient,
         settings: &SpoolSettings,
-    ) -> Result<Self, KafkaError> {
+    ) -> Self {
         let backoff_max = Duration::from_millis(settings.retry_backoff_max_ms);
-        Ok(Self {
+        Self {
             store,
             tail,
             commands,
             committed,
             shared,
-            producer: KafkaPublisher::new(&client_config, Duration::ZERO)?,
-            client_config,
+            kafka,
             window: settings.forward_window,
             backoff_max,
             refusals: Refusals::new(settings.quarantine_after_attempts, backoff_max),
-        })
+        }
     }
 
     /// Forwards until told to stop. Returns whether the spool was found empty.
@@ -167,7 +164,7 @@ impl Forwarder {
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(self.backoff_max);
-                    self.replace_producer_if_fatal();
+                    self.kafka.replace_producer_if_fatal();
                     if !removal_unconfirmed {
                         cursor = 0;
                         from_store = true;
@@ -363,19 +360,6 @@ impl Forwarder {
         }
     }
 
-    /// An idempotent producer that hit a fatal error (e.g. the broker lost acknowledged data)
-    /// refuses everything from then on; forwarding continues with a new one.
-    fn replace_producer_if_fatal(&mut self) {
-        let Some((code, reason)) = self.producer.producer().client().fatal_error() else {
-            return;
-        };
-        tracing::error!(%code, reason, "the producer failed fatally; creating a new one");
-        match KafkaPublisher::new(&self.client_config, Duration::ZERO) {
-            Ok(producer) => self.producer = producer,
-            Err(error) => tracing::error!(%error, "could not create a new producer"),
-        }
-    }
-
     /// Up to `wanted` events from sequence `from` on: from the in-memory tail while it holds
     /// every committed event, from the file otherwise, until a read of the file comes short.
     async fn next_events(
@@ -446,21 +430,17 @@ impl Forwarder {
         for record in &event.records {
             let topic = TopicName::try_from(record.topic.clone())
                 .map_err(|error| PublishError::Rejected(error.to_string()))?;
-            let headers = kafka_headers(
-                record
+            let delivery = self.kafka.send(OutgoingRecord {
+                topic: &topic,
+                key: &record.key,
+                payload: &record.payload,
+                headers: record
                     .headers
                     .iter()
                     .map(|(name, value)| (name.as_str(), value.as_str())),
-            );
-            let future_record = FutureRecord::to(&record.topic)
-                .key(record.key.as_bytes())
-                .payload(&record.payload)
-                .headers(headers)
-                .timestamp(event.accepted_at_ms);
-            match self.producer.producer().send_result(future_record) {
-                Ok(delivery) => deliveries.push((topic, delivery)),
-                Err((error, _)) => return Err(classify(&error, &topic)),
-            }
+                timestamp_ms: event.accepted_at_ms,
+            })?;
+            deliveries.push((topic, delivery));
         }
         Ok(deliveries)
     }

@@ -415,7 +415,7 @@ fn records_on(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_failed_removal_commit_the_forwarder_retries_it_and_sends_nothing_twice() {
     use crate::config::{DeliveryMode, DeliverySettings, KafkaSettings};
-    use crate::publish::kafka::kafka_client_config;
+    use crate::publish::kafka::{KafkaClient, kafka_client_config};
     let topics = ["telecmi.event.answered", "telecmi.calls"];
     let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
     for topic in topics {
@@ -433,7 +433,7 @@ async fn after_a_failed_removal_commit_the_forwarder_retries_it_and_sends_nothin
         &cluster.bootstrap_servers(),
         &delivery,
     );
-    let forwarder = spool.forwarder(client_config).expect("forwarder");
+    let forwarder = spool.forwarder(KafkaClient::new(client_config).expect("producer"));
 
     // The forwarder's first removal fails; only a confirmed one lets it read the file again.
     spool.store.failing_commits.store(1, Ordering::Release);
