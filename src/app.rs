@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use crate::config::{Bootstrap, DeliveryMode, Settings, TopicName};
 use crate::http::tls::{CertificateStore, TlsError};
 use crate::http::{self, Readiness};
-use crate::publish::embedded::EmbeddedCluster;
+use crate::publish::embedded::{EmbeddedCluster, EmbeddedError};
 use crate::publish::kafka::{KafkaClient, TopicError, kafka_client_config};
 use crate::publish::spool::{Spool, SpoolError};
 use crate::publish::{KafkaPublisher, Publisher};
@@ -48,8 +48,8 @@ pub enum StartError {
         address: SocketAddr,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Embedded(String),
+    #[error(transparent)]
+    Embedded(#[from] EmbeddedError),
     #[error("could not create the Kafka producer: {0}")]
     Producer(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
@@ -286,8 +286,7 @@ async fn connect_kafka(settings: &Settings) -> Result<Kafka, StartError> {
     let topics = settings.routing.all_topics();
     let (embedded, bootstrap_servers) = match &settings.kafka.bootstrap_servers {
         Bootstrap::Embedded => {
-            let cluster = EmbeddedCluster::start(&topics, settings.kafka.topic_partitions)
-                .map_err(StartError::Embedded)?;
+            let cluster = EmbeddedCluster::start(&topics, settings.kafka.topic_partitions)?;
             let bootstrap = cluster.bootstrap_servers().to_owned();
             tracing::warn!(
                 bootstrap_servers = %bootstrap,

@@ -6,7 +6,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::future_producer::{Delivery, DeliveryFuture};
 
 use crate::config::TopicName;
-use crate::publish::PublishError;
+use crate::publish::{PublishError, Rejection};
 
 /// Waits for one record's delivery report and accepts only a success that can be trusted.
 pub(crate) async fn confirmed(
@@ -36,7 +36,7 @@ pub(crate) fn count_error(error: &PublishError) {
 
 pub(crate) fn classify(error: &KafkaError, topic: &TopicName) -> PublishError {
     let Some(code) = error.rdkafka_error_code() else {
-        return PublishError::Unavailable(error.to_string());
+        return PublishError::Unavailable(error.clone());
     };
     match code {
         RDKafkaErrorCode::MessageTimedOut | RDKafkaErrorCode::RequestTimedOut => {
@@ -53,8 +53,8 @@ pub(crate) fn classify(error: &KafkaError, topic: &TopicName) -> PublishError {
         | RDKafkaErrorCode::MessageBatchTooLarge
         | RDKafkaErrorCode::PolicyViolation
         | RDKafkaErrorCode::TopicAuthorizationFailed
-        | RDKafkaErrorCode::InvalidTopic => PublishError::Rejected(error.to_string()),
-        _ => PublishError::Unavailable(error.to_string()),
+        | RDKafkaErrorCode::InvalidTopic => PublishError::Rejected(Rejection::Kafka(error.clone())),
+        _ => PublishError::Unavailable(error.clone()),
     }
 }
 

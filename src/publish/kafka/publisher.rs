@@ -9,7 +9,7 @@ use rdkafka::error::KafkaError;
 use super::client::{KafkaClient, OutgoingRecord};
 use super::delivery::{confirmed, count_error};
 use crate::pipeline::OutboundRecord;
-use crate::publish::{PublishError, PublishFuture, Publisher, Receipt};
+use crate::publish::{PublishError, PublishFuture, Publisher, Receipt, Rejection};
 
 #[derive(Clone)]
 pub struct KafkaPublisher {
@@ -77,7 +77,7 @@ impl Publisher for KafkaPublisher {
                         offset: delivery.offset,
                     });
                 }
-                first.ok_or_else(|| PublishError::Rejected("no records to publish".to_owned()))
+                first.ok_or(PublishError::Rejected(Rejection::NoRecords))
             })
             .await
             .unwrap_or(Err(PublishError::Timeout));

@@ -53,7 +53,9 @@ async fn remove(spool: &Spool, sequences: Vec<u64>) -> Result<(), String> {
             committed: Some(committed),
         })
         .expect("writer running");
-    done.await.expect("writer answered")
+    done.await
+        .expect("writer answered")
+        .map_err(|error| error.to_string())
 }
 
 fn stored(spool_path: &std::path::Path) -> Vec<(u64, SpooledEvent)> {
@@ -357,7 +359,8 @@ async fn a_quarantined_event_leaves_the_spool_and_is_kept_with_why_across_restar
             committed,
         })
         .expect("writer running");
-    assert_eq!(done.await.expect("writer answered"), Ok(()));
+    let committed = done.await.expect("writer answered");
+    assert_eq!(committed.map_err(|error| error.to_string()), Ok(()));
     let status = spool.monitor().status();
     assert_eq!((status.events, status.quarantined), (1, 1));
     tokio::task::spawn_blocking(|| spool.close())

@@ -14,7 +14,7 @@ use super::super::store::Quarantine;
 use super::super::writer::Command;
 use super::{Forwarder, Forwarding};
 use crate::pipeline::envelope::unix_millis;
-use crate::publish::PublishError;
+use crate::publish::{PublishError, Rejection, SpoolFailure};
 
 impl Forwarder {
     pub(super) fn refuse(&mut self, sequence: u64, keys: Vec<String>, error: &PublishError) {
@@ -48,9 +48,10 @@ impl Forwarder {
                     Some((read, bytes)) if read == sequence => match SpooledEvent::decode(&bytes) {
                         Ok(event) => self.send(sequence, &event, in_flight)?,
                         Err(error) => {
-                            let error = PublishError::Rejected(format!(
-                                "spooled event {sequence} is undecodable: {error}"
-                            ));
+                            let error = PublishError::Rejected(Rejection::Undecodable {
+                                sequence,
+                                source: error,
+                            });
                             self.refuse(sequence, Vec::new(), &error);
                         }
                     },
@@ -82,10 +83,8 @@ impl Forwarder {
             quarantine,
             committed,
         }) {
-            Ok(()) => done
-                .await
-                .unwrap_or_else(|_| Err("the spool writer stopped".to_owned())),
-            Err(_) => Err("the spool writer stopped".to_owned()),
+            Ok(()) => done.await.unwrap_or(Err(SpoolFailure::WriterStopped)),
+            Err(_) => Err(SpoolFailure::WriterStopped),
         };
         match outcome {
             Ok(()) => {
@@ -102,9 +101,10 @@ impl Forwarder {
             }
             Err(reason) => {
                 self.refusals.put_off(sequence, Instant::now());
-                Err(PublishError::SpoolUnavailable(format!(
-                    "cannot quarantine spooled event {sequence}: {reason}"
-                )))
+                Err(PublishError::SpoolUnavailable(SpoolFailure::Quarantine {
+                    sequence,
+                    reason: Box::new(reason),
+                }))
             }
         }
     }

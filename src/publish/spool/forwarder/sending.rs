@@ -8,8 +8,8 @@ use super::super::event::SpooledEvent;
 use super::super::refusals::keys_of;
 use super::{Forwarder, Forwarding};
 use crate::config::TopicName;
-use crate::publish::PublishError;
 use crate::publish::kafka::{OutgoingRecord, confirmed, count_error, refused_for_good};
+use crate::publish::{PublishError, Rejection};
 
 impl Forwarder {
     /// Sends one event read from the spool, unless it must wait behind a refused event of its
@@ -26,9 +26,10 @@ impl Forwarder {
                 None => Ok(()),
             },
             Err(error) => {
-                let error = PublishError::Rejected(format!(
-                    "spooled event {sequence} is undecodable: {error}"
-                ));
+                let error = PublishError::Rejected(Rejection::Undecodable {
+                    sequence,
+                    source: error,
+                });
                 self.refuse(sequence, Vec::new(), &error);
                 Ok(())
             }
@@ -84,7 +85,7 @@ impl Forwarder {
         let mut deliveries = Vec::with_capacity(event.records.len());
         for record in &event.records {
             let topic = TopicName::try_from(record.topic.clone())
-                .map_err(|error| PublishError::Rejected(error.to_string()))?;
+                .map_err(|error| PublishError::Rejected(Rejection::InvalidTopic(error)))?;
             let delivery = self.kafka.send(OutgoingRecord {
                 topic: &topic,
                 key: &record.key,

@@ -1,8 +1,11 @@
 //! The spool side of forwarding: events read from the in-memory tail or the file, and
 //! acknowledged events removed through the writer.
 
+use std::sync::Arc;
+
 use super::super::writer::Command;
 use super::{Forwarder, READ_BATCH};
+use crate::publish::SpoolFailure;
 use tokio::sync::oneshot;
 
 impl Forwarder {
@@ -13,7 +16,7 @@ impl Forwarder {
         from: u64,
         wanted: usize,
         from_store: &mut bool,
-    ) -> Result<Vec<(u64, Vec<u8>)>, String> {
+    ) -> Result<Vec<(u64, Vec<u8>)>, SpoolFailure> {
         if self.tail.take_lost() {
             *from_store = true;
         }
@@ -33,19 +36,19 @@ impl Forwarder {
         &self,
         from: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, String> {
+    ) -> Result<Vec<(u64, Vec<u8>)>, SpoolFailure> {
         let store = self.store.clone();
         let limit = limit.min(READ_BATCH);
         tokio::task::spawn_blocking(move || store.read_from(from, limit))
             .await
-            .map_err(|error| error.to_string())?
-            .map_err(|error| error.to_string())
+            .map_err(|error| SpoolFailure::Task(Arc::new(error)))?
+            .map_err(|error| SpoolFailure::Storage(Arc::new(error)))
     }
 
     /// Asks the writer to remove acknowledged events; with `wait`, returns once that (and every
     /// removal asked for before) is committed, or why it was not, so that a rewind never reads
     /// them again.
-    pub(super) async fn remove(&self, sequences: Vec<u64>, wait: bool) -> Result<(), String> {
+    pub(super) async fn remove(&self, sequences: Vec<u64>, wait: bool) -> Result<(), SpoolFailure> {
         let (committed, done) = if wait {
             let (sender, receiver) = oneshot::channel();
             (Some(sender), Some(receiver))
@@ -57,11 +60,11 @@ impl Forwarder {
                 sequences,
                 committed,
             })
-            .map_err(|_| "the spool writer stopped".to_owned())?;
+            .map_err(|_| SpoolFailure::WriterStopped)?;
         match done {
             Some(done) => done
                 .await
-                .unwrap_or_else(|_| Err("the spool writer stopped".to_owned())),
+                .unwrap_or_else(|_| Err(SpoolFailure::WriterStopped)),
             None => Ok(()),
         }
     }
