@@ -37,7 +37,7 @@ impl Tasks {
     }
 }
 
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub(super) struct Supervisor {
     tracker: TaskTracker,
     /// Stops accepting connections and ends the background loops.

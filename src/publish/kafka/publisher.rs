@@ -30,10 +30,6 @@ impl KafkaPublisher {
             ack_timeout,
         }
     }
-
-    pub fn client(&self) -> &KafkaClient {
-        &self.client
-    }
 }
 
 impl Publisher for KafkaPublisher {
