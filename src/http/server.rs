@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 /// What one listener lets a connection cost.
@@ -40,15 +41,26 @@ pub struct ConnectionLimits {
     pub max_connections_per_address: usize,
 }
 
-/// Serves `router` on `listener` (over TLS when given an acceptor) until `stop`, then waits for
-/// open connections to finish. `name` labels the listener's connection metrics.
+/// Where a listener's connections run and how they end: `stop` ends accepting and lets open
+/// connections finish; `cut` ends them where they are (the shutdown deadline passed). Whoever
+/// holds `tracker` can wait until no connection is left.
+#[derive(Clone)]
+pub struct ConnectionTasks {
+    pub tracker: TaskTracker,
+    pub stop: CancellationToken,
+    pub cut: CancellationToken,
+}
+
+/// Serves `router` on `listener` (over TLS when given an acceptor) until `tasks.stop`, then
+/// waits for open connections to finish, or to be cut. `name` labels the listener's connection
+/// metrics.
 pub async fn serve(
     name: &'static str,
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
     tls: Option<TlsAcceptor>,
-    stop: CancellationToken,
+    tasks: ConnectionTasks,
 ) {
     let header_read_timeout = limits.header_read_timeout;
     let graceful = GracefulShutdown::new();
@@ -59,7 +71,7 @@ pub async fn serve(
     let open = Arc::new(OpenConnections::new(name, limits));
     loop {
         let (stream, peer) = tokio::select! {
-            () = stop.cancelled() => break,
+            () = tasks.stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -83,7 +95,7 @@ pub async fn serve(
             });
         let service = TowerToHyperService::new(service);
         let (http, watcher, tls) = (http.clone(), graceful.watcher(), tls.clone());
-        tokio::spawn(async move {
+        let connection = async move {
             let _admitted = admitted;
             let served = match tls {
                 None => serve_connection(&http, stream, service, watcher).await,
@@ -101,7 +113,10 @@ pub async fn serve(
                 count_refusal_by_hyper(name, &error);
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
-        });
+        };
+        tasks
+            .tracker
+            .spawn(tasks.cut.clone().run_until_cancelled_owned(connection));
     }
     graceful.shutdown().await;
 }

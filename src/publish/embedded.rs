@@ -4,9 +4,26 @@
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
 
 use crate::config::TopicName;
+
+/// Why the embedded cluster did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error("could not start the embedded cluster thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the embedded cluster thread exited")]
+    Exited,
+    #[error("could not start the embedded cluster: {0}")]
+    Cluster(KafkaError),
+    #[error("could not create embedded topic {topic}: {source}")]
+    Topic {
+        topic: TopicName,
+        source: KafkaError,
+    },
+}
 
 /// Owns the mock cluster on a thread of its own (the handle is not `Send`); dropping this
 /// stops the cluster.
@@ -19,7 +36,7 @@ pub struct EmbeddedCluster {
 impl EmbeddedCluster {
     /// Starts a one-broker cluster with `topics` already created (the mock cluster does not
     /// implement the CreateTopics request).
-    pub fn start(topics: &[TopicName], partitions: i32) -> Result<Self, String> {
+    pub fn start(topics: &[TopicName], partitions: i32) -> Result<Self, EmbeddedError> {
         let (ready_sender, ready) = mpsc::channel();
         let (stop, stopped) = mpsc::channel::<()>();
         let topics = topics.to_vec();
@@ -37,10 +54,8 @@ impl EmbeddedCluster {
                 // Blocks until the owner drops its sender.
                 let _ = stopped.recv();
             })
-            .map_err(|error| format!("could not start the embedded cluster thread: {error}"))?;
-        let bootstrap_servers = ready
-            .recv()
-            .map_err(|_| "the embedded cluster thread exited".to_owned())??;
+            .map_err(EmbeddedError::Thread)?;
+        let bootstrap_servers = ready.recv().map_err(|_| EmbeddedError::Exited)??;
         Ok(Self {
             bootstrap_servers,
             stop: Some(stop),
@@ -56,13 +71,15 @@ impl EmbeddedCluster {
 fn create(
     topics: &[TopicName],
     partitions: i32,
-) -> Result<MockCluster<'static, rdkafka::producer::DefaultProducerContext>, String> {
-    let cluster = MockCluster::new(1)
-        .map_err(|error| format!("could not start the embedded cluster: {error}"))?;
+) -> Result<MockCluster<'static, rdkafka::producer::DefaultProducerContext>, EmbeddedError> {
+    let cluster = MockCluster::new(1).map_err(EmbeddedError::Cluster)?;
     for topic in topics {
         cluster
             .create_topic(topic.as_str(), partitions, 1)
-            .map_err(|error| format!("could not create embedded topic {topic}: {error}"))?;
+            .map_err(|source| EmbeddedError::Topic {
+                topic: topic.clone(),
+                source,
+            })?;
     }
     Ok(cluster)
 }

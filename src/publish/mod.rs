@@ -8,6 +8,9 @@ pub mod spool;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+
+use rdkafka::error::KafkaError;
 
 use crate::config::TopicName;
 use crate::pipeline::OutboundRecord;
@@ -39,9 +42,9 @@ pub enum PublishError {
     #[error("topic {0} does not exist")]
     TopicMissing(TopicName),
     #[error("Kafka is unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(KafkaError),
     #[error("Kafka refused the record: {0}")]
-    Rejected(String),
+    Rejected(Rejection),
     #[error(
         "Kafka reported the record delivered without an offset; not trusted, as such a report \
          can stand for a batch the broker never wrote"
@@ -52,7 +55,46 @@ pub enum PublishError {
     #[error("the spool is full")]
     SpoolFull,
     #[error("the spool cannot be written: {0}")]
-    SpoolUnavailable(String),
+    SpoolUnavailable(SpoolFailure),
+}
+
+/// Why a record can never be published as it is.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Rejection {
+    #[error(transparent)]
+    Kafka(KafkaError),
+    #[error("no records to publish")]
+    NoRecords,
+    #[error("{0}")]
+    InvalidTopic(String),
+    #[error("cannot encode for the spool: {0}")]
+    Unencodable(postcard::Error),
+    #[error("spooled event {sequence} is undecodable: {source}")]
+    Undecodable {
+        sequence: u64,
+        source: postcard::Error,
+    },
+    #[error("envelope serialisation: {0}")]
+    Serialisation(Arc<serde_json::Error>),
+}
+
+/// Why the spool could not take, give back or settle an event. Sources that cannot be cloned
+/// are shared, since one failed commit answers every request in it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SpoolFailure {
+    #[error("{0}")]
+    Storage(Arc<redb::Error>),
+    #[error("{0}")]
+    Task(Arc<tokio::task::JoinError>),
+    #[error("the spool writer stopped")]
+    WriterStopped,
+    #[error("the spool did not confirm the write in time")]
+    NotConfirmed,
+    #[error("cannot quarantine spooled event {sequence}: {reason}")]
+    Quarantine {
+        sequence: u64,
+        reason: Box<SpoolFailure>,
+    },
 }
 
 impl PublishError {

@@ -20,7 +20,7 @@ use crate::pipeline::{
     Decoded, Encoding, EnvelopeAttributes, Original, OriginalPayload, Privacy, Router, to_records,
 };
 use crate::publish::kafka::kafka_client_config;
-use crate::publish::{KafkaPublisher, PublishError, Publisher};
+use crate::publish::{KafkaPublisher, PublishError, Publisher, Rejection};
 
 /// The header that marks a record published by reconciliation rather than by a webhook.
 pub const ORIGIN_HEADER: &str = "telecmi-origin";
@@ -99,7 +99,9 @@ impl Recovery {
             None,
             OffsetDateTime::now_utc(),
         )
-        .map_err(|error| PublishError::Rejected(format!("envelope serialisation: {error}")))?;
+        .map_err(|error| {
+            PublishError::Rejected(Rejection::Serialisation(std::sync::Arc::new(error)))
+        })?;
         for outbound in &mut records {
             outbound
                 .headers

@@ -43,6 +43,12 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
     let application = Application::build(settings)
         .await
         .expect("application builds");
+    run_app(application, topics).await
+}
+
+/// Runs an application the test built itself (to change the cluster between the start-up
+/// checks and the first request), publishing to `topics`.
+pub async fn run_app(application: Application, topics: Vec<TopicName>) -> TestApp {
     let (stop, stopped) = oneshot::channel::<()>();
     let address = application.local_addr();
     let admin_address = application.admin_addr();

@@ -22,6 +22,7 @@ mod record_time;
 mod redaction;
 mod rejections;
 mod schemas;
+mod shutdown;
 mod spool;
 mod spool_tools;
 mod tls;

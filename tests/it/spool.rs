@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use rdkafka::types::RDKafkaRespErr;
 use serde_json::Value;
-use telecmi_bridge::Settings;
 use telecmi_bridge::config::DeliveryMode;
 use telecmi_bridge::publish::spool::{Spool, SpooledEvent};
+use telecmi_bridge::{Application, Settings};
 use time::OffsetDateTime;
 
 use crate::helpers::{
-    TestApp, consume, consume_all, on_controlled_cluster, spawn_app, test_settings,
+    TestApp, consume, consume_all, on_controlled_cluster, run_app, spawn_app, test_settings,
 };
 use crate::record_time::received_at_ms;
 use crate::scenarios::{self, accepted};
@@ -389,13 +389,17 @@ async fn an_event_kafka_refuses_for_good_is_quarantined_and_only_its_key_waits_m
     let forbidden = settings.routing.event_topics["answered"].clone();
     let (settings, cluster, topics) = on_controlled_cluster(settings);
     let spool_settings = settings.spool.clone();
-    let app = spawn_app(settings).await;
+    let application = Application::build(settings).await.expect("builds");
+    // Set once the start-up check passed, before the readiness probe first asks for metadata:
+    // the mock cluster reports the error only in metadata, and the producer the probe shares
+    // would otherwise send to the leader it already knows.
     cluster
         .topic_error(
             forbidden.as_str(),
             RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
         )
         .expect("topic error");
+    let app = run_app(application, topics.clone()).await;
 
     let post = |status: &'static str, conversation: &'static str, n: u32| {
         let app = &app;

@@ -17,26 +17,23 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+mod refused;
+mod sending;
+mod spool_io;
+
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use rdkafka::ClientConfig;
-use rdkafka::error::KafkaError;
-use rdkafka::producer::future_producer::DeliveryFuture;
-use rdkafka::producer::{FutureRecord, Producer};
-use time::OffsetDateTime;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::event::SpooledEvent;
-use super::refusals::{Due, Refusals, keys_of};
+use super::refusals::Refusals;
 use super::status::Shared;
-use super::store::{Quarantine, Store};
+use super::store::Store;
 use super::tail::Tail;
 use super::writer::Command;
-use crate::config::{SpoolSettings, TopicName};
-use crate::pipeline::envelope::unix_millis;
-use crate::publish::kafka::{classify, confirmed, count_error, kafka_headers, refused_for_good};
-use crate::publish::{KafkaPublisher, PublishError};
+use crate::config::SpoolSettings;
+use crate::publish::PublishError;
+use crate::publish::kafka::{KafkaClient, count_error, refused_for_good};
 
 /// Events read from the spool per read transaction.
 const READ_BATCH: usize = 512;
@@ -54,8 +51,7 @@ pub struct Forwarder {
     commands: mpsc::UnboundedSender<Command>,
     committed: Arc<Notify>,
     shared: Arc<Shared>,
-    producer: KafkaPublisher,
-    client_config: ClientConfig,
+    kafka: KafkaClient,
     window: usize,
     backoff_max: Duration,
     refusals: Refusals,
@@ -77,22 +73,21 @@ impl Forwarder {
         commands: mpsc::UnboundedSender<Command>,
         committed: Arc<Notify>,
         shared: Arc<Shared>,
-        client_config: ClientConfig,
+        kafka: KafkaClient,
         settings: &SpoolSettings,
-    ) -> Result<Self, KafkaError> {
+    ) -> Self {
         let backoff_max = Duration::from_millis(settings.retry_backoff_max_ms);
-        Ok(Self {
+        Self {
             store,
             tail,
             commands,
             committed,
             shared,
-            producer: KafkaPublisher::new(&client_config, Duration::ZERO)?,
-            client_config,
+            kafka,
             window: settings.forward_window,
             backoff_max,
             refusals: Refusals::new(settings.quarantine_after_attempts, backoff_max),
-        })
+        }
     }
 
     /// Forwards until told to stop. Returns whether the spool was found empty.
@@ -167,7 +162,7 @@ impl Forwarder {
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(self.backoff_max);
-                    self.replace_producer_if_fatal();
+                    self.kafka.replace_producer_if_fatal();
                     if !removal_unconfirmed {
                         cursor = 0;
                         from_store = true;
@@ -234,259 +229,6 @@ impl Forwarder {
     fn room(&self, in_flight: &FuturesUnordered<Forwarding>) -> usize {
         self.window
             .saturating_sub(in_flight.len() + self.refusals.len())
-    }
-
-    /// Sends one event read from the spool, unless it must wait behind a refused event of its
-    /// key. Errs only when forwarding as a whole must pause.
-    fn forward(
-        &mut self,
-        sequence: u64,
-        bytes: &[u8],
-        in_flight: &mut FuturesUnordered<Forwarding>,
-    ) -> Result<(), PublishError> {
-        match SpooledEvent::decode(bytes) {
-            Ok(event) => match self.refusals.admit(sequence, event) {
-                Some(event) => self.send(sequence, &event, in_flight),
-                None => Ok(()),
-            },
-            Err(error) => {
-                let error = PublishError::Rejected(format!(
-                    "spooled event {sequence} is undecodable: {error}"
-                ));
-                self.refuse(sequence, Vec::new(), &error);
-                Ok(())
-            }
-        }
-    }
-
-    /// Sends the events that waited behind `sequence`, now that it left the spool.
-    fn release(
-        &mut self,
-        sequence: u64,
-        in_flight: &mut FuturesUnordered<Forwarding>,
-    ) -> Result<(), PublishError> {
-        for (held, event) in self.refusals.settled(sequence) {
-            self.send(held, &event, in_flight)?;
-        }
-        Ok(())
-    }
-
-    fn refuse(&mut self, sequence: u64, keys: Vec<String>, error: &PublishError) {
-        let first = self
-            .refusals
-            .refuse(sequence, keys, error.to_string(), Instant::now());
-        if first {
-            tracing::warn!(
-                sequence,
-                %error,
-                "Kafka refused a spooled event for good; later events of its keys wait while \
-                 it is tried again, then it goes to the quarantine"
-            );
-        }
-    }
-
-    /// Retries the refused events whose time has come, and moves to the quarantine those that
-    /// used up their attempts.
-    async fn attend_to_refused(
-        &mut self,
-        in_flight: &mut FuturesUnordered<Forwarding>,
-    ) -> Result<(), PublishError> {
-        for (sequence, due) in self.refusals.due(Instant::now()) {
-            match due {
-                Due::Retry => match self
-                    .read(sequence, 1)
-                    .await
-                    .map_err(PublishError::SpoolUnavailable)?
-                    .pop()
-                {
-                    Some((read, bytes)) if read == sequence => match SpooledEvent::decode(&bytes) {
-                        Ok(event) => self.send(sequence, &event, in_flight)?,
-                        Err(error) => {
-                            let error = PublishError::Rejected(format!(
-                                "spooled event {sequence} is undecodable: {error}"
-                            ));
-                            self.refuse(sequence, Vec::new(), &error);
-                        }
-                    },
-                    _ => self.release(sequence, in_flight)?,
-                },
-                Due::Quarantine { attempts, error } => {
-                    self.quarantine(sequence, attempts, error).await?;
-                    self.release(sequence, in_flight)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn quarantine(
-        &mut self,
-        sequence: u64,
-        attempts: u32,
-        error: String,
-    ) -> Result<(), PublishError> {
-        let (committed, done) = oneshot::channel();
-        let quarantine = Quarantine {
-            sequence,
-            quarantined_at_ms: unix_millis(OffsetDateTime::now_utc()),
-            attempts,
-            error: error.clone(),
-        };
-        let outcome = match self.commands.send(Command::Quarantine {
-            quarantine,
-            committed,
-        }) {
-            Ok(()) => done
-                .await
-                .unwrap_or_else(|_| Err("the spool writer stopped".to_owned())),
-            Err(_) => Err("the spool writer stopped".to_owned()),
-        };
-        match outcome {
-            Ok(()) => {
-                metrics::counter!("telecmi_bridge_spool_quarantined_total").increment(1);
-                tracing::error!(
-                    sequence,
-                    attempts,
-                    error,
-                    "a spooled event Kafka refused for good was moved to the quarantine; it \
-                     stays in the spool file for an operator and is not forwarded, and later \
-                     events of its keys go on"
-                );
-                Ok(())
-            }
-            Err(reason) => {
-                self.refusals.put_off(sequence, Instant::now());
-                Err(PublishError::SpoolUnavailable(format!(
-                    "cannot quarantine spooled event {sequence}: {reason}"
-                )))
-            }
-        }
-    }
-
-    /// An idempotent producer that hit a fatal error (e.g. the broker lost acknowledged data)
-    /// refuses everything from then on; forwarding continues with a new one.
-    fn replace_producer_if_fatal(&mut self) {
-        let Some((code, reason)) = self.producer.producer().client().fatal_error() else {
-            return;
-        };
-        tracing::error!(%code, reason, "the producer failed fatally; creating a new one");
-        match KafkaPublisher::new(&self.client_config, Duration::ZERO) {
-            Ok(producer) => self.producer = producer,
-            Err(error) => tracing::error!(%error, "could not create a new producer"),
-        }
-    }
-
-    /// Up to `wanted` events from sequence `from` on: from the in-memory tail while it holds
-    /// every committed event, from the file otherwise, until a read of the file comes short.
-    async fn next_events(
-        &self,
-        from: u64,
-        wanted: usize,
-        from_store: &mut bool,
-    ) -> Result<Vec<(u64, Vec<u8>)>, String> {
-        if self.tail.take_lost() {
-            *from_store = true;
-        }
-        if !*from_store {
-            return Ok(self.tail.take(from, wanted));
-        }
-        let events = self.read(from, wanted).await?;
-        let read_up_to = events.last().map_or(from, |(sequence, _)| sequence + 1);
-        self.tail.forget_before(read_up_to);
-        if events.len() < wanted {
-            *from_store = false;
-        }
-        Ok(events)
-    }
-
-    async fn read(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, String> {
-        let store = self.store.clone();
-        let limit = limit.min(READ_BATCH);
-        tokio::task::spawn_blocking(move || store.read_from(from, limit))
-            .await
-            .map_err(|error| error.to_string())?
-            .map_err(|error| error.to_string())
-    }
-
-    /// Hands every record of one event to the producer; its future resolves when Kafka has
-    /// acknowledged all of them. A record refused for good already here is recorded as such.
-    fn send(
-        &mut self,
-        sequence: u64,
-        event: &SpooledEvent,
-        in_flight: &mut FuturesUnordered<Forwarding>,
-    ) -> Result<(), PublishError> {
-        let keys = keys_of(event);
-        match self.enqueue(event) {
-            Ok(deliveries) => {
-                in_flight.push(Box::pin(async move {
-                    for (topic, delivery) in deliveries {
-                        if let Err(error) = confirmed(&topic, delivery).await {
-                            return (sequence, keys, Err(error));
-                        }
-                    }
-                    (sequence, keys, Ok(()))
-                }));
-                Ok(())
-            }
-            Err(error) if refused_for_good(&error) => {
-                count_error(&error);
-                self.refuse(sequence, keys, &error);
-                Ok(())
-            }
-            Err(error) => Err(error),
-        }
-    }
-
-    fn enqueue(
-        &self,
-        event: &SpooledEvent,
-    ) -> Result<Vec<(TopicName, DeliveryFuture)>, PublishError> {
-        let mut deliveries = Vec::with_capacity(event.records.len());
-        for record in &event.records {
-            let topic = TopicName::try_from(record.topic.clone())
-                .map_err(|error| PublishError::Rejected(error.to_string()))?;
-            let headers = kafka_headers(
-                record
-                    .headers
-                    .iter()
-                    .map(|(name, value)| (name.as_str(), value.as_str())),
-            );
-            let future_record = FutureRecord::to(&record.topic)
-                .key(record.key.as_bytes())
-                .payload(&record.payload)
-                .headers(headers)
-                .timestamp(event.accepted_at_ms);
-            match self.producer.producer().send_result(future_record) {
-                Ok(delivery) => deliveries.push((topic, delivery)),
-                Err((error, _)) => return Err(classify(&error, &topic)),
-            }
-        }
-        Ok(deliveries)
-    }
-
-    /// Asks the writer to remove acknowledged events; with `wait`, returns once that (and every
-    /// removal asked for before) is committed, or why it was not, so that a rewind never reads
-    /// them again.
-    async fn remove(&self, sequences: Vec<u64>, wait: bool) -> Result<(), String> {
-        let (committed, done) = if wait {
-            let (sender, receiver) = oneshot::channel();
-            (Some(sender), Some(receiver))
-        } else {
-            (None, None)
-        };
-        self.commands
-            .send(Command::Remove {
-                sequences,
-                committed,
-            })
-            .map_err(|_| "the spool writer stopped".to_owned())?;
-        match done {
-            Some(done) => done
-                .await
-                .unwrap_or_else(|_| Err("the spool writer stopped".to_owned())),
-            None => Ok(()),
-        }
     }
 }
 

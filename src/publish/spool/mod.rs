@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 
 use crate::config::SpoolSettings;
+use crate::publish::kafka::KafkaClient;
 
 pub use event::{QuarantinedEvent, SpooledEvent, SpooledRecord};
 pub use forwarder::{Forwarder, ForwarderControl};
@@ -115,18 +116,15 @@ impl Spool {
         }
     }
 
-    /// The forwarder, with a producer of its own built from `client_config`.
-    pub fn forwarder(
-        &self,
-        client_config: rdkafka::ClientConfig,
-    ) -> Result<Forwarder, rdkafka::error::KafkaError> {
+    /// The forwarder, producing through `kafka`.
+    pub fn forwarder(&self, kafka: KafkaClient) -> Forwarder {
         Forwarder::new(
             self.store.clone(),
             self.tail.clone(),
             self.commands.clone(),
             self.committed.clone(),
             self.shared.clone(),
-            client_config,
+            kafka,
             &self.settings,
         )
     }

@@ -9,7 +9,7 @@ use super::event::SpooledEvent;
 use super::writer::Command;
 use crate::pipeline::OutboundRecord;
 use crate::pipeline::envelope::unix_millis;
-use crate::publish::{PublishError, PublishFuture, Publisher, Receipt};
+use crate::publish::{PublishError, PublishFuture, Publisher, Receipt, Rejection, SpoolFailure};
 
 /// The `Publisher` of `spool` mode: resolves once the event is synced to disk.
 #[derive(Clone)]
@@ -29,7 +29,7 @@ impl Publisher for SpoolPublisher {
         let event = match SpooledEvent::from_records(&records, accepted_at_ms).encode() {
             Ok(event) => event,
             Err(error) => {
-                let error = PublishError::Rejected(format!("cannot encode for the spool: {error}"));
+                let error = PublishError::Rejected(Rejection::Unencodable(error));
                 return Box::pin(std::future::ready(Err(error)));
             }
         };
@@ -48,9 +48,7 @@ impl Publisher for SpoolPublisher {
                 Ok(Ok(Ok(sequence))) => Ok(Receipt::Spool { sequence }),
                 Ok(Ok(Err(error))) => Err(error),
                 Ok(Err(_writer_gone)) => Err(PublishError::ShuttingDown),
-                Err(_elapsed) => Err(PublishError::SpoolUnavailable(
-                    "the spool did not confirm the write in time".to_owned(),
-                )),
+                Err(_elapsed) => Err(PublishError::SpoolUnavailable(SpoolFailure::NotConfirmed)),
             }
         })
     }

@@ -53,7 +53,9 @@ async fn remove(spool: &Spool, sequences: Vec<u64>) -> Result<(), String> {
             committed: Some(committed),
         })
         .expect("writer running");
-    done.await.expect("writer answered")
+    done.await
+        .expect("writer answered")
+        .map_err(|error| error.to_string())
 }
 
 fn stored(spool_path: &std::path::Path) -> Vec<(u64, SpooledEvent)> {
@@ -357,7 +359,8 @@ async fn a_quarantined_event_leaves_the_spool_and_is_kept_with_why_across_restar
             committed,
         })
         .expect("writer running");
-    assert_eq!(done.await.expect("writer answered"), Ok(()));
+    let committed = done.await.expect("writer answered");
+    assert_eq!(committed.map_err(|error| error.to_string()), Ok(()));
     let status = spool.monitor().status();
     assert_eq!((status.events, status.quarantined), (1, 1));
     tokio::task::spawn_blocking(|| spool.close())
@@ -415,7 +418,7 @@ fn records_on(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_failed_removal_commit_the_forwarder_retries_it_and_sends_nothing_twice() {
     use crate::config::{DeliveryMode, DeliverySettings, KafkaSettings};
-    use crate::publish::kafka::kafka_client_config;
+    use crate::publish::kafka::{KafkaClient, kafka_client_config};
     let topics = ["telecmi.event.answered", "telecmi.calls"];
     let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
     for topic in topics {
@@ -433,7 +436,7 @@ async fn after_a_failed_removal_commit_the_forwarder_retries_it_and_sends_nothin
         &cluster.bootstrap_servers(),
         &delivery,
     );
-    let forwarder = spool.forwarder(client_config).expect("forwarder");
+    let forwarder = spool.forwarder(KafkaClient::new(client_config).expect("producer"));
 
     // The forwarder's first removal fails; only a confirmed one lets it read the file again.
     spool.store.failing_commits.store(1, Ordering::Release);

@@ -10,7 +10,7 @@ use super::lock;
 use super::status::Shared;
 use super::store::{Quarantine, Store};
 use super::tail::Tail;
-use crate::publish::PublishError;
+use crate::publish::{PublishError, SpoolFailure};
 
 /// Requests committed together at most; bounds one transaction's size and latency.
 pub(super) const MAX_GROUP: usize = 4_096;
@@ -36,7 +36,7 @@ pub(super) enum Command {
 }
 
 /// Told whether the transaction carrying a request was committed, and why not.
-pub(super) type CommitWaiter = oneshot::Sender<Result<(), String>>;
+pub(super) type CommitWaiter = oneshot::Sender<Result<(), SpoolFailure>>;
 
 pub(super) struct Writer {
     pub(super) store: Arc<Store>,
@@ -126,7 +126,7 @@ impl Writer {
         &mut self,
         appends: Vec<PendingAppend>,
         quarantines: &[Quarantine],
-    ) -> Result<(), String> {
+    ) -> Result<(), SpoolFailure> {
         if appends.is_empty() && self.removals.is_empty() && quarantines.is_empty() {
             return Ok(());
         }
@@ -177,12 +177,13 @@ impl Writer {
                 metrics::counter!("telecmi_bridge_spool_refused_total", "reason" => "write_error")
                     .increment(appends.len() as u64);
                 *lock(&self.shared.write_error) = Some(error.to_string());
+                let failure = SpoolFailure::Storage(Arc::new(error));
                 for append in appends {
                     let _ = append
                         .reply
-                        .send(Err(PublishError::SpoolUnavailable(error.to_string())));
+                        .send(Err(PublishError::SpoolUnavailable(failure.clone())));
                 }
-                Err(error.to_string())
+                Err(failure)
             }
         }
     }

@@ -11,7 +11,7 @@ use super::{Snapshot, ToolError};
 use crate::config::{
     Bootstrap, DeliveryMode, DeliverySettings, Settings, SpoolSettings, TopicName,
 };
-use crate::publish::kafka::{TopicError, ensure_topics, kafka_client_config};
+use crate::publish::kafka::{KafkaClient, TopicError, ensure_topics, kafka_client_config};
 use crate::publish::spool::{ForwarderControl, Spool, SpoolError};
 
 /// How often the progress bar reads the spool's depth.
@@ -123,7 +123,7 @@ pub fn drain(
     .map_err(DrainError::from)?;
     let monitor = spool.monitor();
     let before = monitor.status();
-    let forwarder = spool.forwarder(client_config).map_err(DrainError::from)?;
+    let forwarder = spool.forwarder(KafkaClient::new(client_config).map_err(DrainError::from)?);
     let progress = ProgressBar::new(before.events);
     progress.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} events  {per_sec}  eta {eta}")

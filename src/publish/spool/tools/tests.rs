@@ -57,7 +57,8 @@ async fn spool_with_a_quarantined_event(dir: &tempfile::TempDir) -> PathBuf {
             committed,
         })
         .expect("writer running");
-    assert_eq!(done.await.expect("writer answered"), Ok(()));
+    let committed = done.await.expect("writer answered");
+    assert_eq!(committed.map_err(|error| error.to_string()), Ok(()));
     tokio::task::spawn_blocking(|| spool.close())
         .await
         .expect("closed");
