@@ -217,7 +217,8 @@ mod tests {
     #[cfg(feature = "kafka-it")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn against_a_real_broker_a_resent_event_is_skipped_by_id() {
-        use telecmi_bridge::config::{Bootstrap, TopicName};
+        use telecmi_bridge::config::Bootstrap;
+        use telecmi_bridge::domain::TopicName;
         let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS")
             .expect("KAFKA_BOOTSTRAP_SERVERS: a real broker (deploy/kafka/local-kafka.sh start)");
         let prefix = format!(

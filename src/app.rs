@@ -18,7 +18,8 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
-use crate::config::{Bootstrap, DeliveryMode, Settings, TopicName};
+use crate::config::{Bootstrap, DeliveryMode, Settings};
+use crate::domain::TopicName;
 use crate::http::tls::{CertificateStore, TlsError};
 use crate::http::{self, Readiness};
 use crate::publish::embedded::{EmbeddedCluster, EmbeddedError};

@@ -7,7 +7,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Settings, TopicName};
+use crate::config::Settings;
+use crate::domain::TopicName;
 use crate::http::Readiness;
 use crate::publish::kafka::{KafkaClient, TopicError, ensure_topics};
 use crate::publish::spool::SpoolMonitor;

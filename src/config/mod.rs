@@ -35,9 +35,6 @@ pub use routing::RoutingSettings;
 pub use secret::SecretValue;
 pub use server::{ServerSettings, ServerTls};
 
-/// Settings hold these; their home is `domain`, and the pipeline imports them from there.
-pub use crate::domain::{Product, TopicName};
-
 pub const ENV_PREFIX: &str = "TELECMI_BRIDGE_";
 
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
 
-use crate::config::TopicName;
+use crate::domain::TopicName;
 
 /// Why the embedded cluster did not start.
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use rdkafka::error::KafkaError;
 
-use crate::config::TopicName;
+use crate::domain::TopicName;
 use crate::pipeline::OutboundRecord;
 
 pub use kafka::KafkaPublisher;

@@ -14,7 +14,8 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::matching::PublishedCdr;
-use crate::config::{Bootstrap, RoutingSettings, Settings, TopicName};
+use crate::config::{Bootstrap, RoutingSettings, Settings};
+use crate::domain::TopicName;
 use crate::publish::kafka::kafka_client_config;
 
 /// What [`kafka_client_config`] sets for the producer only; a consumer would warn about each.

@@ -18,7 +18,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::oneshot;
 
 use super::kafka::consumer_config;
-use crate::config::{Bootstrap, Settings, TopicName};
+use crate::config::{Bootstrap, Settings};
+use crate::domain::TopicName;
 use crate::publish::kafka::ensure_topics;
 use crate::publish::kafka::kafka_client_config;
 

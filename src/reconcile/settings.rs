@@ -9,7 +9,8 @@ use std::time::Duration;
 use axum::http::Uri;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{SecretValue, TopicName};
+use crate::config::SecretValue;
+use crate::domain::TopicName;
 
 /// TeleCMI's two product lines: their pull APIs differ in base, paths, credential field and
 /// record identity.

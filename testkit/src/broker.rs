@@ -2,7 +2,8 @@
 //! `deploy/kafka/local-kafka.sh`. Without it these suites fail; they never skip.
 
 use telecmi_bridge::Settings;
-use telecmi_bridge::config::{RoutingSettings, TopicName};
+use telecmi_bridge::config::RoutingSettings;
+use telecmi_bridge::domain::TopicName;
 
 use crate::helpers::{test_settings, with_brokers};
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use telecmi_bridge::config::Product;
+use telecmi_bridge::domain::Product;
 
 use crate::golden::{schema_errors, schema_validator};
 use crate::helpers::{consume, spawn_app, test_settings};

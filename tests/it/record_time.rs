@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
-use telecmi_bridge::config::TopicName;
+use telecmi_bridge::domain::TopicName;
 use telecmi_bridge::pipeline::OutboundRecord;
 use telecmi_bridge::publish::{KafkaPublisher, Publisher};
 use time::OffsetDateTime;

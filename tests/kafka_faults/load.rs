@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rdkafka::message::Message;
 use serde_json::Value;
-use telecmi_bridge::config::TopicName;
+use telecmi_bridge::domain::TopicName;
 use tokio::task::JoinHandle;
 
 use crate::helpers::consumer_from_beginning;

@@ -12,7 +12,8 @@ use testkit::{broker, helpers, process};
 use std::time::{Duration, Instant};
 
 use telecmi_bridge::Settings;
-use telecmi_bridge::config::{DeliveryMode, LogFormat, TopicName};
+use telecmi_bridge::config::{DeliveryMode, LogFormat};
+use telecmi_bridge::domain::TopicName;
 
 use broker::{real_settings, unique_prefix};
 use load::{Load, SenderLedger, Verdict, verify};

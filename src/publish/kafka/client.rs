@@ -15,7 +15,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use super::context::{BridgeContext, LastRefusal, Refusal};
 use super::delivery::classify;
-use crate::config::TopicName;
+use crate::domain::TopicName;
 use crate::publish::PublishError;
 
 /// A cheap handle: clones share the producer, and a producer replaced after a fatal error is

@@ -5,7 +5,7 @@
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::future_producer::{Delivery, DeliveryFuture};
 
-use crate::config::TopicName;
+use crate::domain::TopicName;
 use crate::publish::{PublishError, Rejection};
 
 /// Waits for one record's delivery report and accepts only a success that can be trusted.

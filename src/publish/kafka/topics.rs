@@ -9,7 +9,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use super::context::{BridgeContext, Refusal};
-use crate::config::TopicName;
+use crate::domain::TopicName;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {

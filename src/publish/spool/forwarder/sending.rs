@@ -7,7 +7,7 @@ use rdkafka::producer::future_producer::DeliveryFuture;
 use super::super::event::SpooledEvent;
 use super::super::refusals::keys_of;
 use super::{Forwarder, Forwarding};
-use crate::config::TopicName;
+use crate::domain::TopicName;
 use crate::publish::kafka::{OutgoingRecord, confirmed, count_error, refused_for_good};
 use crate::publish::{PublishError, Rejection};
 

@@ -8,9 +8,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Snapshot, ToolError};
-use crate::config::{
-    Bootstrap, DeliveryMode, DeliverySettings, Settings, SpoolSettings, TopicName,
-};
+use crate::config::{Bootstrap, DeliveryMode, DeliverySettings, Settings, SpoolSettings};
+use crate::domain::TopicName;
 use crate::publish::kafka::{KafkaClient, TopicError, ensure_topics, kafka_client_config};
 use crate::publish::spool::{ForwarderControl, Spool, SpoolError};
 
