@@ -269,7 +269,7 @@ impl Application {
         shutdown.await;
         tracing::info!("shutting down: no new connections, draining in-flight requests");
         readiness.set_shutting_down();
-        let timeout = Duration::from_millis(settings.server.shutdown_timeout_ms);
+        let timeout = settings.server.shutdown_timeout_ms;
         supervisor
             .shut_down(running, &kafka.client, spool, timeout)
             .await?;

@@ -338,8 +338,10 @@ pub fn register_at_start(settings: &Settings) {
     }
     crate::reconcile::metrics::register_at_start();
     if spool_mode {
-        metrics::gauge!("telecmi_bridge_spool_max_events").set(settings.spool.max_events as f64);
-        metrics::gauge!("telecmi_bridge_spool_max_bytes").set(settings.spool.max_bytes as f64);
+        metrics::gauge!("telecmi_bridge_spool_max_events")
+            .set(settings.spool.max_events.get() as f64);
+        metrics::gauge!("telecmi_bridge_spool_max_bytes")
+            .set(settings.spool.max_bytes.get() as f64);
     }
 }
 

@@ -185,7 +185,7 @@ pub async fn replay(settings: &Settings, options: &ReplayOptions) -> Result<Summ
         settings.kafka.create_topics,
         settings.kafka.topic_partitions,
         settings.kafka.topic_replication_factor,
-        std::time::Duration::from_millis(settings.kafka.metadata_timeout_ms),
+        settings.kafka.metadata_timeout_ms,
     )
     .await?;
     let publisher = KafkaPublisher::new(&config, settings.ack_timeout())?;

@@ -55,7 +55,7 @@ pub(super) async fn check_topics(
         settings.kafka.create_topics,
         settings.kafka.topic_partitions,
         settings.kafka.topic_replication_factor,
-        Duration::from_millis(settings.kafka.metadata_timeout_ms),
+        settings.kafka.metadata_timeout_ms,
     )
     .await
 }
@@ -71,8 +71,8 @@ pub(super) struct Probe {
 /// Kafka is reachable when it answers metadata requests and every topic is in place. Runs
 /// until `stop`.
 pub(super) async fn probe_kafka(mut probe: Probe, blocking: TaskTracker, stop: CancellationToken) {
-    let interval = Duration::from_millis(probe.settings.kafka.readiness_interval_ms);
-    let timeout = Duration::from_millis(probe.settings.kafka.metadata_timeout_ms);
+    let interval = probe.settings.kafka.readiness_interval_ms;
+    let timeout = probe.settings.kafka.metadata_timeout_ms;
     loop {
         // Shutdown does not wait for an answer nobody will read.
         let asked = stop.run_until_cancelled(async {

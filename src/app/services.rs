@@ -3,7 +3,6 @@
 //! task starts here.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -61,22 +60,22 @@ pub(super) fn wire(
         attributes: Arc::new(EnvelopeAttributes::new(&settings.envelope)),
         correlation: Arc::new(Correlation::new(
             settings.routing.correlation_max_entries,
-            Duration::from_secs(settings.routing.correlation_ttl_seconds),
+            settings.routing.correlation_ttl_seconds,
         )),
         body_limit: settings.server.body_limit_bytes,
         max_record_bytes: settings.kafka.message_max_bytes().unwrap_or(usize::MAX),
-        retry_after_seconds: settings.delivery.retry_after_seconds,
+        retry_after_seconds: settings.delivery.retry_after_seconds.as_secs(),
     };
     let limits = http::RequestLimits {
-        timeout: Duration::from_millis(settings.server.request_timeout_ms),
-        max_in_flight: settings.server.max_in_flight_requests,
-        retry_after_seconds: settings.delivery.retry_after_seconds,
+        timeout: settings.server.request_timeout_ms,
+        max_in_flight: settings.server.max_in_flight_requests.get(),
+        retry_after_seconds: settings.delivery.retry_after_seconds.as_secs(),
     };
     let public_limits = ConnectionLimits {
-        header_read_timeout: Duration::from_millis(settings.server.header_read_timeout_ms),
+        header_read_timeout: settings.server.header_read_timeout_ms,
         max_header_bytes: settings.server.max_header_bytes,
-        max_connections: settings.server.max_connections,
-        max_connections_per_address: settings.server.max_connections_per_address,
+        max_connections: settings.server.max_connections.get(),
+        max_connections_per_address: settings.server.max_connections_per_address.get(),
     };
     Services {
         public: http::router(state, readiness.clone(), limits),

@@ -1,7 +1,11 @@
 //! The de-duplication window for re-sent webhooks.
 
+use std::num::NonZeroU64;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
+use super::forms::seconds;
 use super::{Problems, require_positive};
 
 /// The optional de-duplication window for re-sent webhooks.
@@ -10,29 +14,24 @@ use super::{Problems, require_positive};
 pub struct DedupSettings {
     pub enabled: bool,
     /// How long an accepted event id is remembered.
-    pub window_seconds: u64,
+    #[serde(with = "seconds")]
+    pub window_seconds: Duration,
     /// Ids remembered at most; the least recently used go first.
-    pub max_entries: u64,
+    pub max_entries: NonZeroU64,
 }
 
 impl Default for DedupSettings {
     fn default() -> Self {
         Self {
             enabled: false,
-            window_seconds: 600,
-            max_entries: 100_000,
+            window_seconds: Duration::from_secs(600),
+            max_entries: NonZeroU64::new(100_000).expect("not zero"),
         }
     }
 }
 
 impl DedupSettings {
     pub(super) fn validate(&self, problems: &mut Problems) {
-        require_positive(
-            problems,
-            &[
-                ("dedup.window_seconds", self.window_seconds),
-                ("dedup.max_entries", self.max_entries),
-            ],
-        );
+        require_positive(problems, &[("dedup.window_seconds", self.window_seconds)]);
     }
 }

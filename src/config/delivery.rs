@@ -1,26 +1,32 @@
 //! When a webhook is answered (on Kafka's acknowledgement, or once spooled) and the on-disk
 //! spool of `spool` mode.
 
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::forms::{milliseconds, seconds};
 use super::{Problems, require_positive};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliverySettings {
     pub mode: DeliveryMode,
-    pub ack_timeout_ms: u64,
-    pub retry_after_seconds: u32,
+    #[serde(with = "milliseconds")]
+    pub ack_timeout_ms: Duration,
+    /// `Retry-After` of 503 answers.
+    #[serde(with = "seconds")]
+    pub retry_after_seconds: Duration,
 }
 
 impl Default for DeliverySettings {
     fn default() -> Self {
         Self {
             mode: DeliveryMode::Kafka,
-            ack_timeout_ms: 5_000,
-            retry_after_seconds: 5,
+            ack_timeout_ms: Duration::from_millis(5_000),
+            retry_after_seconds: Duration::from_secs(5),
         }
     }
 }
@@ -41,31 +47,32 @@ pub struct SpoolSettings {
     /// The spool's database file; its directory is created if missing.
     pub path: PathBuf,
     /// Events held at most; beyond it requests are answered 503 with Retry-After.
-    pub max_events: u64,
+    pub max_events: NonZeroU64,
     /// Bytes of spooled records held at most (the file itself is somewhat larger).
-    pub max_bytes: u64,
+    pub max_bytes: NonZeroU64,
     /// What to do with a spool that cannot be read at start-up. It is always moved aside,
     /// never deleted.
     pub on_corrupt: OnCorrupt,
     /// Events the forwarder has handed to Kafka and not yet seen acknowledged, at most.
-    pub forward_window: usize,
+    pub forward_window: NonZeroUsize,
     /// Longest pause between attempts when Kafka refuses a spooled record.
-    pub retry_backoff_max_ms: u64,
+    #[serde(with = "milliseconds")]
+    pub retry_backoff_max_ms: Duration,
     /// Attempts at an event Kafka refuses for good (too large, not authorised, no such topic)
     /// before it is moved to the spool's quarantine; until then later events of its key wait.
-    pub quarantine_after_attempts: u32,
+    pub quarantine_after_attempts: NonZeroU32,
 }
 
 impl Default for SpoolSettings {
     fn default() -> Self {
         Self {
             path: PathBuf::from("spool/telecmi-bridge.redb"),
-            max_events: 1_000_000,
-            max_bytes: 1 << 30,
+            max_events: NonZeroU64::new(1_000_000).expect("not zero"),
+            max_bytes: NonZeroU64::new(1 << 30).expect("not zero"),
             on_corrupt: OnCorrupt::Refuse,
-            forward_window: 10_000,
-            retry_backoff_max_ms: 30_000,
-            quarantine_after_attempts: 5,
+            forward_window: NonZeroUsize::new(10_000).expect("not zero"),
+            retry_backoff_max_ms: Duration::from_millis(30_000),
+            quarantine_after_attempts: NonZeroU32::new(5).expect("not zero"),
         }
     }
 }
@@ -92,16 +99,7 @@ impl SpoolSettings {
     pub(super) fn validate(&self, mode: DeliveryMode, problems: &mut Problems) {
         require_positive(
             problems,
-            &[
-                ("spool.max_events", self.max_events),
-                ("spool.max_bytes", self.max_bytes),
-                ("spool.forward_window", self.forward_window as u64),
-                ("spool.retry_backoff_max_ms", self.retry_backoff_max_ms),
-                (
-                    "spool.quarantine_after_attempts",
-                    u64::from(self.quarantine_after_attempts),
-                ),
-            ],
+            &[("spool.retry_backoff_max_ms", self.retry_backoff_max_ms)],
         );
         if mode == DeliveryMode::Spool && self.path.as_os_str().is_empty() {
             problems.add(

@@ -7,9 +7,11 @@
 mod security;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::forms::milliseconds;
 use super::{Problems, SecretValue, require_positive};
 
 pub use security::{KafkaSecurity, SaslMechanism, SecurityProtocol};
@@ -24,9 +26,12 @@ pub struct KafkaSettings {
     pub topic_partitions: i32,
     pub topic_replication_factor: i32,
     pub compression: Compression,
-    pub linger_ms: u64,
-    pub metadata_timeout_ms: u64,
-    pub readiness_interval_ms: u64,
+    #[serde(with = "milliseconds")]
+    pub linger_ms: Duration,
+    #[serde(with = "milliseconds")]
+    pub metadata_timeout_ms: Duration,
+    #[serde(with = "milliseconds")]
+    pub readiness_interval_ms: Duration,
     /// Further librdkafka properties (security, tuning); those the bridge owns are refused.
     /// Values are shown by `check-config`, except those of keys that can hold a secret.
     #[serde(serialize_with = "serialize_properties")]
@@ -106,9 +111,9 @@ impl Default for KafkaSettings {
             topic_partitions: 6,
             topic_replication_factor: 1,
             compression: Compression::Lz4,
-            linger_ms: 5,
-            metadata_timeout_ms: 3_000,
-            readiness_interval_ms: 2_000,
+            linger_ms: Duration::from_millis(5),
+            metadata_timeout_ms: Duration::from_millis(3_000),
+            readiness_interval_ms: Duration::from_millis(2_000),
             properties: BTreeMap::new(),
             security: KafkaSecurity::default(),
         }

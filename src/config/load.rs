@@ -4,10 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::error::Kind;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::Value;
 
 use super::secret::{SECRET_FORM, SECRET_KEYS};
-use super::{ConfigError, ENV_PREFIX, Problem, SecretValue, Settings};
+use super::{ConfigError, ENV_PREFIX, Problem, Problems, SecretValue, Settings};
 
 /// Environment variables with the prefix that select files rather than set keys.
 const ENV_NOT_KEYS: [&str; 2] = ["PROFILE", "CONFIG_DIR"];
@@ -44,11 +46,9 @@ impl Settings {
     }
 
     pub fn from_figment(figment: &Figment) -> Result<Self, ConfigError> {
-        let mut settings: Self = figment
-            .extract()
-            .map_err(|error| Box::new(without_secret_values(error)))?;
+        let (mut settings, problems) = extract_setting_aside_bad_values(figment)?;
         settings.read_secret_files()?;
-        settings.validate()?;
+        settings.validate(problems)?;
         Ok(settings)
     }
 
@@ -81,6 +81,69 @@ impl Settings {
     pub fn default_config_dir() -> &'static Path {
         Path::new("config")
     }
+}
+
+/// Keys whose value cannot be set aside are few; this bounds the retries all the same.
+const MAX_BAD_VALUES: usize = 64;
+
+/// The settings, with each value of the wrong type or form (a header name with a space, a
+/// count of 0) set aside as a problem naming its key and replaced by its default, so that it
+/// is reported together with every other mistake. Errors that are no single value's (TOML
+/// syntax, an unknown key) end the load as figment reports them.
+fn extract_setting_aside_bad_values(
+    figment: &Figment,
+) -> Result<(Settings, Problems), ConfigError> {
+    let mut problems = Problems::default();
+    let mut layers = figment.clone();
+    let mut merged: Option<Value> = None;
+    for _ in 0..MAX_BAD_VALUES {
+        let error = match layers.extract::<Settings>() {
+            Ok(settings) => return Ok((settings, problems)),
+            Err(error) => without_secret_values(error),
+        };
+        let value = match merged.take() {
+            Some(value) => value,
+            None => figment
+                .extract::<Value>()
+                .map_err(|error| Box::new(without_secret_values(error)))?,
+        };
+        let Some((key, value)) = set_aside(&error, value) else {
+            return Err(Box::new(error).into());
+        };
+        problems.add(key, error.kind.to_string());
+        layers = Figment::from(Serialized::defaults(&value));
+        merged = Some(value);
+    }
+    Err(ConfigError::Invalid(problems.0))
+}
+
+/// The key of an error about one value and the configuration without that value, or `None`
+/// when the error is not about one value that is there to remove.
+fn set_aside(error: &figment::Error, mut value: Value) -> Option<(String, Value)> {
+    let one_value = matches!(
+        error.kind,
+        Kind::Message(_)
+            | Kind::InvalidType(..)
+            | Kind::InvalidValue(..)
+            | Kind::InvalidLength(..)
+            | Kind::UnknownVariant(..)
+    );
+    let (last, parents) = error.path.split_last()?;
+    if !one_value {
+        return None;
+    }
+    let mut table = &mut value;
+    for segment in parents {
+        let Value::Dict(_, dict) = table else {
+            return None;
+        };
+        table = dict.get_mut(segment)?;
+    }
+    let Value::Dict(_, dict) = table else {
+        return None;
+    };
+    dict.remove(last)?;
+    Some((error.path.join("."), value))
 }
 
 /// Replaces what figment says about a secret key's value (its messages quote the value found)
@@ -215,7 +278,7 @@ mod tests {
             })
             .expect("valid");
             assert_eq!(settings.kafka.client_id, "from-profile");
-            assert_eq!(settings.kafka.linger_ms, 3);
+            assert_eq!(settings.kafka.linger_ms, Duration::from_millis(3));
             assert_eq!(settings.server.listen, "127.0.0.1:18080".parse().unwrap());
             assert_eq!(
                 settings.kafka.bootstrap_servers,

@@ -8,6 +8,7 @@ mod auth;
 mod dedup;
 mod delivery;
 mod envelope;
+mod forms;
 mod kafka;
 mod load;
 mod logging;
@@ -109,9 +110,9 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Every section's checks, then those that span sections; all mistakes, not the first.
-    fn validate(&self) -> Result<(), ConfigError> {
-        let mut problems = Problems::default();
+    /// Every section's checks, then those that span sections; all mistakes, not the first,
+    /// with `problems` (values of the wrong form) among them, grouped by section.
+    fn validate(&self, mut problems: Problems) -> Result<(), ConfigError> {
         self.server.validate(&mut problems);
         self.kafka.validate(&mut problems);
         self.delivery.validate(&mut problems);
@@ -149,13 +150,16 @@ impl Settings {
                 format!(
                     "must exceed delivery.ack_timeout_ms ({} ms), or \
                  requests would time out before Kafka can acknowledge them",
-                    self.delivery.ack_timeout_ms
+                    self.delivery.ack_timeout_ms.as_millis()
                 ),
             );
         }
         if problems.0.is_empty() {
             Ok(())
         } else {
+            problems
+                .0
+                .sort_by_key(|problem| section_position(problem.key()));
             Err(ConfigError::Invalid(problems.0))
         }
     }
@@ -176,7 +180,7 @@ impl Settings {
     }
 
     pub fn ack_timeout(&self) -> Duration {
-        Duration::from_millis(self.delivery.ack_timeout_ms)
+        self.delivery.ack_timeout_ms
     }
 
     /// The effective configuration as TOML, secrets redacted.
@@ -185,9 +189,31 @@ impl Settings {
     }
 }
 
-/// Adds "must be greater than 0" for each key whose value is 0.
-fn require_positive(problems: &mut Problems, values: &[(&str, u64)]) {
-    for (key, _) in values.iter().filter(|(_, value)| *value == 0) {
+/// Where a key's section comes in the configuration; problems are reported in this order.
+fn section_position(key: &str) -> usize {
+    const SECTIONS: [&str; 11] = [
+        "server",
+        "kafka",
+        "delivery",
+        "spool",
+        "dedup",
+        "privacy",
+        "routing",
+        "auth",
+        "envelope",
+        "logging",
+        "reconcile",
+    ];
+    let section = key.split(['.', '[']).next().unwrap_or(key);
+    SECTIONS
+        .iter()
+        .position(|known| *known == section)
+        .unwrap_or(SECTIONS.len())
+}
+
+/// Adds "must be greater than 0" for each key whose value is 0 (or a zero duration).
+fn require_positive<T: Default + PartialEq>(problems: &mut Problems, values: &[(&str, T)]) {
+    for (key, _) in values.iter().filter(|(_, value)| *value == T::default()) {
         problems.add(*key, "must be greater than 0");
     }
 }

@@ -1,10 +1,12 @@
 //! Which topic each event and CDR goes to.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::Problems;
+use super::forms::seconds;
 use crate::domain::TopicName;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,7 +26,8 @@ pub struct RoutingSettings {
     /// leg-B CDR without `conversation_uuid` keeps its call's key; the oldest go first.
     pub correlation_max_entries: u64,
     /// How long a learned conversation is remembered: longer than a call and its CDR's delay.
-    pub correlation_ttl_seconds: u64,
+    #[serde(with = "seconds")]
+    pub correlation_ttl_seconds: Duration,
 }
 
 impl Default for RoutingSettings {
@@ -49,7 +52,7 @@ impl Default for RoutingSettings {
             dead_letter_enabled: true,
             dead_letter_topic: TopicName::new("telecmi.deadletter"),
             correlation_max_entries: 100_000,
-            correlation_ttl_seconds: 7200,
+            correlation_ttl_seconds: Duration::from_secs(7200),
         }
     }
 }

@@ -1,10 +1,13 @@
 //! The listeners: addresses, limits, timeouts and TLS of the webhook server.
 
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::forms::{milliseconds, seconds};
 use super::{Problems, require_positive};
 
 /// hyper refuses a read buffer below 8 KiB. Above 64 KiB a long URI would get hyper's 414
@@ -18,23 +21,26 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub body_limit_bytes: usize,
-    pub request_timeout_ms: u64,
-    pub shutdown_timeout_ms: u64,
+    #[serde(with = "milliseconds")]
+    pub request_timeout_ms: Duration,
+    #[serde(with = "milliseconds")]
+    pub shutdown_timeout_ms: Duration,
     /// A client must send a request's headers within this time (slow-loris protection).
-    pub header_read_timeout_ms: u64,
+    #[serde(with = "milliseconds")]
+    pub header_read_timeout_ms: Duration,
     /// Requests handled at once on the public listener; beyond it, 503 `overloaded`.
-    pub max_in_flight_requests: usize,
+    pub max_in_flight_requests: NonZeroUsize,
     /// hyper's read buffer per connection, which must hold a request's line and headers;
     /// beyond it, 431. Bounds what a connection that never finishes its headers costs.
     pub max_header_bytes: usize,
     /// Open connections per listener; further ones are closed as soon as they are accepted.
-    pub max_connections: usize,
+    pub max_connections: NonZeroUsize,
     /// Open connections per peer address (the TCP peer, so a proxy in front counts as one).
-    pub max_connections_per_address: usize,
+    pub max_connections_per_address: NonZeroUsize,
     /// Webhooks per second per caller address (after trusted proxies); 0 turns it off.
     pub rate_limit_per_second: u32,
     /// Webhooks a caller may send at once before the rate applies.
-    pub rate_limit_burst: u32,
+    pub rate_limit_burst: NonZeroU32,
     /// TLS on the webhook listener, for deployments without a terminating proxy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<ServerTls>,
@@ -52,13 +58,16 @@ pub struct ServerTls {
     pub certificate_path: PathBuf,
     pub private_key_path: PathBuf,
     /// How often the files are checked for a change; 0 reads them only at start-up.
-    #[serde(default = "ServerTls::default_reload_interval_seconds")]
-    pub reload_interval_seconds: u64,
+    #[serde(
+        default = "ServerTls::default_reload_interval_seconds",
+        with = "seconds"
+    )]
+    pub reload_interval_seconds: Duration,
 }
 
 impl ServerTls {
-    fn default_reload_interval_seconds() -> u64 {
-        60
+    fn default_reload_interval_seconds() -> Duration {
+        Duration::from_secs(60)
     }
 }
 
@@ -68,15 +77,15 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             body_limit_bytes: 64 * 1024,
-            request_timeout_ms: 15_000,
-            shutdown_timeout_ms: 20_000,
-            header_read_timeout_ms: 10_000,
-            max_in_flight_requests: 1_024,
+            request_timeout_ms: Duration::from_millis(15_000),
+            shutdown_timeout_ms: Duration::from_millis(20_000),
+            header_read_timeout_ms: Duration::from_millis(10_000),
+            max_in_flight_requests: NonZeroUsize::new(1_024).expect("not zero"),
             max_header_bytes: 16 * 1024,
-            max_connections: 2_048,
-            max_connections_per_address: 256,
+            max_connections: NonZeroUsize::new(2_048).expect("not zero"),
+            max_connections_per_address: NonZeroUsize::new(256).expect("not zero"),
             rate_limit_per_second: 0,
-            rate_limit_burst: 100,
+            rate_limit_burst: NonZeroU32::new(100).expect("not zero"),
             tls: None,
             require_tls: false,
             tls_terminated_by_proxy: false,
@@ -92,17 +101,11 @@ impl ServerSettings {
                 ("server.request_timeout_ms", self.request_timeout_ms),
                 ("server.shutdown_timeout_ms", self.shutdown_timeout_ms),
                 ("server.header_read_timeout_ms", self.header_read_timeout_ms),
-                (
-                    "server.max_in_flight_requests",
-                    self.max_in_flight_requests as u64,
-                ),
-                ("server.max_connections", self.max_connections as u64),
-                (
-                    "server.max_connections_per_address",
-                    self.max_connections_per_address as u64,
-                ),
-                ("server.body_limit_bytes", self.body_limit_bytes as u64),
             ],
+        );
+        require_positive(
+            problems,
+            &[("server.body_limit_bytes", self.body_limit_bytes)],
         );
         if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&self.max_header_bytes) {
             problems.add(

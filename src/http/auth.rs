@@ -15,14 +15,12 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// `settings` are validated at start-up, so the header name is known to be valid.
     pub fn new(settings: &AuthSettings) -> Self {
         Self {
             required: settings.required,
             tokens: settings.tokens.clone(),
             query_param: settings.query_param.clone(),
-            header: HeaderName::try_from(settings.header.as_str())
-                .unwrap_or(HeaderName::from_static("x-bridge-token")),
+            header: settings.header.clone(),
         }
     }
 

@@ -36,12 +36,12 @@ pub enum ApiError {
     #[error("the event could not be stored safely; retry later")]
     Publish {
         error: PublishError,
-        retry_after_seconds: u32,
+        retry_after_seconds: u64,
     },
     #[error("too many requests from this address; retry later")]
     RateLimited { retry_after_seconds: u64 },
     #[error("too many requests in progress; retry later")]
-    Overloaded { retry_after_seconds: u32 },
+    Overloaded { retry_after_seconds: u64 },
     #[error("the request was not completed in time")]
     RequestTimeout,
     #[error("internal error")]

@@ -43,7 +43,7 @@ pub struct IngestState {
     /// The producer's `message.max.bytes`: a record that would exceed it gets 413 here rather
     /// than Kafka's refusal (500) later.
     pub max_record_bytes: usize,
-    pub retry_after_seconds: u32,
+    pub retry_after_seconds: u64,
 }
 
 /// An authenticated webhook request with its body read, within the size limit. Every way this

@@ -52,7 +52,7 @@ pub struct RequestLimits {
     /// Requests being handled at once; beyond it, 503 `overloaded` at once, not a queue.
     pub max_in_flight: usize,
     /// `Retry-After` of that 503.
-    pub retry_after_seconds: u32,
+    pub retry_after_seconds: u64,
 }
 
 /// The listener TeleCMI calls: the webhook (optionally a product line, then optionally the

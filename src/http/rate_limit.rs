@@ -15,9 +15,8 @@ pub struct RateLimit {
 
 impl RateLimit {
     /// `None` when `per_second` is 0 (off).
-    pub fn new(per_second: u32, burst: u32) -> Option<Self> {
+    pub fn new(per_second: u32, burst: NonZeroU32) -> Option<Self> {
         let per_second = NonZeroU32::new(per_second)?;
-        let burst = NonZeroU32::new(burst).unwrap_or(per_second);
         Some(Self {
             limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
             clock: DefaultClock::default(),
@@ -44,7 +43,7 @@ mod tests {
 
     #[test]
     fn each_caller_gets_its_own_burst_then_waits() {
-        let limit = RateLimit::new(1, 3).expect("on");
+        let limit = RateLimit::new(1, NonZeroU32::new(3).expect("not zero")).expect("on");
         let first: IpAddr = "203.0.113.1".parse().expect("ip");
         let second: IpAddr = "203.0.113.2".parse().expect("ip");
         for _ in 0..3 {
@@ -59,6 +58,9 @@ mod tests {
             limit.check(second).is_ok(),
             "another caller is not affected"
         );
-        assert!(RateLimit::new(0, 10).is_none(), "0 turns it off");
+        assert!(
+            RateLimit::new(0, NonZeroU32::new(10).expect("not zero")).is_none(),
+            "0 turns it off"
+        );
     }
 }

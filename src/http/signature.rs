@@ -42,22 +42,19 @@ pub enum SignatureError {
 }
 
 impl Signature {
-    /// `None` when no secret is configured. Settings are validated at start-up, so the header
-    /// name is known to be valid.
+    /// `None` when no secret is configured.
     pub fn new(settings: &AuthSettings) -> Option<Self> {
         (!settings.hmac_secrets.is_empty()).then(|| Self {
             secrets: settings.hmac_secrets.clone(),
-            header: HeaderName::try_from(settings.hmac_header.as_str())
-                .unwrap_or(HeaderName::from_static("x-signature")),
+            header: settings.hmac_header.clone(),
             encoding: settings.hmac_encoding,
             prefix: settings.hmac_prefix.clone(),
             timestamp: settings
                 .hmac_timestamp_header
-                .as_deref()
+                .clone()
                 .map(|header| SignedTimestamp {
-                    header: HeaderName::try_from(header)
-                        .unwrap_or(HeaderName::from_static("x-signature-timestamp")),
-                    tolerance: Duration::from_secs(settings.hmac_timestamp_tolerance_seconds),
+                    header,
+                    tolerance: settings.hmac_timestamp_tolerance_seconds,
                 }),
         })
     }
@@ -249,8 +246,8 @@ mod tests {
     fn a_timestamped_signature_is_refused_outside_the_tolerance() {
         let check = Signature::new(&AuthSettings {
             hmac_secrets: vec![SecretValue::from("new-secret-0123456789")],
-            hmac_timestamp_header: Some("x-signature-timestamp".to_owned()),
-            hmac_timestamp_tolerance_seconds: 300,
+            hmac_timestamp_header: Some(HeaderName::from_static("x-signature-timestamp")),
+            hmac_timestamp_tolerance_seconds: Duration::from_secs(300),
             ..AuthSettings::default()
         })
         .expect("configured");

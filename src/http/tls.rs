@@ -6,7 +6,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::crypto::CryptoProvider;
@@ -101,11 +101,11 @@ impl CertificateStore {
 
     /// Checks the files every `reload_interval_seconds` until `stop`; 0 never checks.
     pub async fn watch(self: Arc<Self>, stop: CancellationToken) {
-        let seconds = self.files.reload_interval_seconds;
-        if seconds == 0 {
+        let interval = self.files.reload_interval_seconds;
+        if interval.is_zero() {
             return;
         }
-        let mut ticks = tokio::time::interval(Duration::from_secs(seconds));
+        let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await;
         loop {
@@ -178,6 +178,8 @@ fn load(files: &ServerTls, provider: &CryptoProvider) -> Result<CertifiedKey, Tl
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     struct Pair {
@@ -198,7 +200,7 @@ mod tests {
         let files = ServerTls {
             certificate_path: directory.join("tls.crt"),
             private_key_path: directory.join("tls.key"),
-            reload_interval_seconds: 1,
+            reload_interval_seconds: Duration::from_secs(1),
         };
         std::fs::write(&files.certificate_path, &pair.certificate).expect("write certificate");
         std::fs::write(&files.private_key_path, &pair.key).expect("write key");

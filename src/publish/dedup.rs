@@ -1,8 +1,6 @@
 //! The optional de-duplication window: a re-sent webhook has the same deterministic event id,
 //! so an id seen (and safely accepted) within the window is answered without a second copy.
 
-use std::time::Duration;
-
 use moka::sync::Cache;
 use uuid::Uuid;
 
@@ -16,8 +14,8 @@ impl Dedup {
     pub fn new(settings: &DedupSettings) -> Self {
         Self {
             accepted: Cache::builder()
-                .max_capacity(settings.max_entries)
-                .time_to_live(Duration::from_secs(settings.window_seconds))
+                .max_capacity(settings.max_entries.get())
+                .time_to_live(settings.window_seconds)
                 .build(),
         }
     }
@@ -35,14 +33,17 @@ impl Dedup {
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroU64;
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
     fn remembers_ids_within_the_window_and_capacity() {
         let dedup = Dedup::new(&DedupSettings {
             enabled: true,
-            window_seconds: 60,
-            max_entries: 100,
+            window_seconds: Duration::from_secs(60),
+            max_entries: NonZeroU64::new(100).expect("not zero"),
         });
         let id = Uuid::new_v4();
         assert!(!dedup.already_accepted(&id));
@@ -55,8 +56,8 @@ mod tests {
     fn forgets_ids_after_the_window() {
         let dedup = Dedup::new(&DedupSettings {
             enabled: true,
-            window_seconds: 1,
-            max_entries: 100,
+            window_seconds: Duration::from_secs(1),
+            max_entries: NonZeroU64::new(100).expect("not zero"),
         });
         let id = Uuid::new_v4();
         dedup.record_accepted(id);

@@ -102,7 +102,7 @@ pub fn read_published_cdrs(
         .set("enable.auto.offset.store", "false");
     let consumer: BaseConsumer = config.create()?;
     let deadline = Instant::now() + timeout;
-    let request_timeout = Duration::from_millis(settings.kafka.metadata_timeout_ms);
+    let request_timeout = settings.kafka.metadata_timeout_ms;
 
     let metadata = consumer.fetch_metadata(None, request_timeout)?;
     let mut by_time = TopicPartitionList::new();

@@ -49,7 +49,7 @@ impl Lease {
             settings.kafka.create_topics,
             1,
             settings.kafka.topic_replication_factor,
-            Duration::from_millis(settings.kafka.metadata_timeout_ms),
+            settings.kafka.metadata_timeout_ms,
         )
         .await
         .map_err(|error| format!("reconcile.lease_topic: {error}"))?;

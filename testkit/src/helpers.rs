@@ -30,10 +30,10 @@ pub fn test_settings() -> Settings {
     let mut settings = Settings::default();
     settings.server.listen = "127.0.0.1:0".parse().expect("address");
     settings.server.admin_listen = "127.0.0.1:0".parse().expect("address");
-    settings.delivery.ack_timeout_ms = 3_000;
-    settings.server.request_timeout_ms = 10_000;
-    settings.kafka.readiness_interval_ms = 200;
-    settings.kafka.metadata_timeout_ms = 1_000;
+    settings.delivery.ack_timeout_ms = Duration::from_millis(3_000);
+    settings.server.request_timeout_ms = Duration::from_millis(10_000);
+    settings.kafka.readiness_interval_ms = Duration::from_millis(200);
+    settings.kafka.metadata_timeout_ms = Duration::from_millis(1_000);
     settings.kafka.topic_partitions = 3;
     settings.logging.level = "warn".to_owned();
     settings

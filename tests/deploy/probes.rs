@@ -194,14 +194,14 @@ fn shutdown_grace_exceeds_the_drain_budget() {
         "stop_grace_period",
     ));
     assert!(
-        grace > Duration::from_millis(compose_drain),
-        "compose stop_grace_period {grace:?} must exceed server.shutdown_timeout_ms {compose_drain} ms"
+        grace > compose_drain,
+        "compose stop_grace_period {grace:?} must exceed server.shutdown_timeout_ms {compose_drain:?}"
     );
     if let Some(signal) = service.get("stop_signal") {
         assert_eq!(scalar(signal, "stop_signal"), "SIGTERM");
     }
 
-    let drain = Duration::from_millis(kubernetes_settings().server.shutdown_timeout_ms);
+    let drain = kubernetes_settings().server.shutdown_timeout_ms;
     let pre_stop = pre_stop_sleep(deploy.container());
     let grace = Duration::from_secs(
         deploy.pod_spec()["terminationGracePeriodSeconds"]

@@ -171,7 +171,7 @@ async fn a_token_is_required_when_configured_and_never_kept() {
 async fn kafka_down_gives_503_with_retry_after_and_nothing_acknowledged_is_lost() {
     let settings = test_settings();
     let (mut settings, cluster, topics) = on_controlled_cluster(settings);
-    settings.delivery.ack_timeout_ms = 1_500;
+    settings.delivery.ack_timeout_ms = Duration::from_millis(1_500);
     let app = spawn_app(settings).await;
     let event = |n: u32| {
         format!(r#"{{"type":"event","status":"answered","cmiuuid":"c{n}","time":1634724624830}}"#)

@@ -1,6 +1,8 @@
 //! Abuse limits: headers must arrive in time (slow loris), and requests beyond the in-flight
 //! limit are refused at once.
 
+use std::num::NonZeroU32;
+use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -13,7 +15,7 @@ use crate::scenarios::accepted;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_too_slow_with_its_headers_is_cut_off() {
     let mut settings = test_settings();
-    settings.server.header_read_timeout_ms = 500;
+    settings.server.header_read_timeout_ms = Duration::from_millis(500);
     let app = spawn_app(settings).await;
 
     let mut slow = TcpStream::connect(app.address).await.expect("connect");
@@ -51,8 +53,8 @@ pub async fn closed_by_the_bridge(connection: &mut TcpStream, not_before: Durati
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_the_in_flight_limit_get_503_at_once() {
     let (mut settings, cluster, _topics) = on_controlled_cluster(test_settings());
-    settings.server.max_in_flight_requests = 1;
-    settings.delivery.ack_timeout_ms = 2_000;
+    settings.server.max_in_flight_requests = NonZeroUsize::new(1).expect("not zero");
+    settings.delivery.ack_timeout_ms = Duration::from_millis(2_000);
     let app = spawn_app(settings).await;
     cluster.broker_down(1).expect("broker down");
 
@@ -91,7 +93,7 @@ async fn requests_beyond_the_in_flight_limit_get_503_at_once() {
 async fn a_caller_over_its_rate_gets_429_with_retry_after() {
     let mut settings = test_settings();
     settings.server.rate_limit_per_second = 1;
-    settings.server.rate_limit_burst = 2;
+    settings.server.rate_limit_burst = NonZeroU32::new(2).expect("not zero");
     let app = spawn_app(settings).await;
     let event = |n: u32| format!(r#"{{"type":"event","status":"answered","cmiuuid":"rate-{n}"}}"#);
     accepted(app.post_json(event(1).as_bytes()).await).await;

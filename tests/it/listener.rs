@@ -3,6 +3,7 @@
 //! kept only when plain, and `connection: close` said whenever the bridge will close.
 
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -196,7 +197,7 @@ async fn a_request_head_beyond_max_header_bytes_gets_431_and_hypers_refusals_are
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_cut_off_by_the_header_read_deadline_is_counted() {
     let mut settings = test_settings();
-    settings.server.header_read_timeout_ms = 300;
+    settings.server.header_read_timeout_ms = Duration::from_millis(300);
     let app = spawn_app(settings).await;
     let counted = ["listener=\"public\"", "reason=\"header_read_timeout\""];
     let before = metric(&app, "telecmi_bridge_connections_closed_total", &counted).await;
@@ -215,7 +216,7 @@ async fn a_connection_cut_off_by_the_header_read_deadline_is_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_per_address_cap_are_closed_while_other_addresses_are_served() {
     let mut settings = test_settings();
-    settings.server.max_connections_per_address = 2;
+    settings.server.max_connections_per_address = NonZeroUsize::new(2).expect("not zero");
     let app = spawn_app(settings).await;
     let refused = [
         "listener=\"public\"",
@@ -256,7 +257,7 @@ async fn connections_beyond_the_per_address_cap_are_closed_while_other_addresses
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_total_cap_are_closed() {
     let mut settings = test_settings();
-    settings.server.max_connections = 2;
+    settings.server.max_connections = NonZeroUsize::new(2).expect("not zero");
     let app = spawn_app(settings).await;
     let refused = ["listener=\"public\"", "reason=\"max_connections\""];
     let before = metric(&app, "telecmi_bridge_connections_refused_total", &refused).await;
@@ -338,7 +339,7 @@ async fn only_a_short_plain_client_request_id_is_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_in_flight_limit_holds_for_the_whole_listener() {
     let mut settings = test_settings();
-    settings.server.max_in_flight_requests = 1;
+    settings.server.max_in_flight_requests = NonZeroUsize::new(1).expect("not zero");
     let app = spawn_app(settings).await;
 
     // In flight until its body arrives, which it never does.
@@ -396,8 +397,8 @@ async fn the_in_flight_limit_holds_for_the_whole_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_that_times_out_gets_a_counted_json_408() {
     let mut settings = test_settings();
-    settings.delivery.ack_timeout_ms = 200;
-    settings.server.request_timeout_ms = 400;
+    settings.delivery.ack_timeout_ms = Duration::from_millis(200);
+    settings.server.request_timeout_ms = Duration::from_millis(400);
     let app = spawn_app(settings).await;
     let counted = [
         "route=\"/webhooks/telecmi\"",

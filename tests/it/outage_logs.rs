@@ -18,8 +18,8 @@ async fn an_outage_logs_its_cause_once_not_once_per_request() {
     settings.logging.level = "info".to_owned();
     // Nothing listens on port 1: Kafka is down from the start.
     settings.kafka.bootstrap_servers = Bootstrap::Brokers("127.0.0.1:1".to_owned());
-    settings.delivery.ack_timeout_ms = 300;
-    settings.server.request_timeout_ms = 2_000;
+    settings.delivery.ack_timeout_ms = Duration::from_millis(300);
+    settings.server.request_timeout_ms = Duration::from_millis(2_000);
     let mut bridge = Bridge::start(settings, dir.path()).await;
     let client = reqwest::Client::new();
     let requests = 40;

@@ -348,7 +348,7 @@ async fn every_bad_input_gets_a_clear_answer_and_nothing_is_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_that_cannot_be_stored_is_answered_503_so_the_sender_retries() {
     let (mut settings, cluster, _topics) = on_controlled_cluster(test_settings());
-    settings.delivery.ack_timeout_ms = 1_000;
+    settings.delivery.ack_timeout_ms = Duration::from_millis(1_000);
     let app = spawn_app(settings).await;
     cluster.broker_down(1).expect("broker down");
     let response = app.post_json(br#"{"type": "event","#).await;

@@ -3,6 +3,7 @@
 //! connection is cut, and no task of the application is left.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use telecmi_bridge::config::DeliveryMode;
@@ -29,9 +30,9 @@ async fn refuses_connections(address: SocketAddr) -> bool {
 /// Starts the bridge, holds a webhook request open (its body never completes) until it is
 /// surely being served, stops the bridge, and checks that nothing of it is left.
 async fn stop_with_a_request_held_open(mut settings: Settings) {
-    settings.server.shutdown_timeout_ms = 300;
+    settings.server.shutdown_timeout_ms = Duration::from_millis(300);
     // With one request allowed in flight, a 503 for another shows the held one is being served.
-    settings.server.max_in_flight_requests = 1;
+    settings.server.max_in_flight_requests = NonZeroUsize::new(1).expect("not zero");
     let application = Application::build(settings).await.expect("builds");
     let (address, admin_address) = (application.local_addr(), application.admin_addr());
     let tasks = application.tasks();

@@ -1,6 +1,7 @@
 //! `spool` delivery mode and the de-duplication window, against the in-process mock cluster.
 
 use std::collections::HashMap;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
 use rdkafka::types::RDKafkaRespErr;
@@ -126,7 +127,7 @@ async fn a_backlog_beyond_the_in_memory_hand_off_is_forwarded_from_the_file_in_o
     const EVENTS_EACH: u32 = 100;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut settings = spool_settings(&dir);
-    settings.spool.forward_window = 100;
+    settings.spool.forward_window = NonZeroUsize::new(100).expect("not zero");
     let (settings, cluster, topics) = on_controlled_cluster(settings);
     let app = spawn_app(settings).await;
     cluster.broker_down(1).expect("broker down");
@@ -167,7 +168,7 @@ async fn a_backlog_beyond_the_in_memory_hand_off_is_forwarded_from_the_file_in_o
 async fn a_full_spool_answers_503_with_retry_after_and_recovers_once_forwarded() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut settings = spool_settings(&dir);
-    settings.spool.max_events = 3;
+    settings.spool.max_events = NonZeroU64::new(3).expect("not zero");
     let (settings, cluster, topics) = on_controlled_cluster(settings);
     let app = spawn_app(settings).await;
     cluster.broker_down(1).expect("broker down");
@@ -221,7 +222,7 @@ async fn a_full_spool_answers_503_with_retry_after_and_recovers_once_forwarded()
 async fn events_spooled_before_a_stop_are_forwarded_after_the_restart_with_their_accept_time() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut settings = spool_settings(&dir);
-    settings.server.shutdown_timeout_ms = 500;
+    settings.server.shutdown_timeout_ms = Duration::from_millis(500);
     let (settings, cluster, topics) = on_controlled_cluster(settings);
 
     let first = spawn_app(settings.clone()).await;
@@ -269,7 +270,7 @@ async fn a_stop_under_load_forwards_every_answered_event_before_it_returns() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut settings = spool_settings(&dir);
     // One event in flight: forwarding falls behind the senders, so the stop finds a backlog.
-    settings.spool.forward_window = 1;
+    settings.spool.forward_window = NonZeroUsize::new(1).expect("not zero");
     let (settings, cluster, topics) = on_controlled_cluster(settings);
     let app = spawn_app(settings).await;
     let senders: Vec<_> = (0..SENDERS)
@@ -384,8 +385,8 @@ async fn without_the_window_a_resend_is_published_again_under_the_same_id() {
 async fn an_event_kafka_refuses_for_good_is_quarantined_and_only_its_key_waits_meanwhile() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut settings = spool_settings(&dir);
-    settings.spool.quarantine_after_attempts = 5;
-    settings.spool.retry_backoff_max_ms = 3_000;
+    settings.spool.quarantine_after_attempts = NonZeroU32::new(5).expect("not zero");
+    settings.spool.retry_backoff_max_ms = Duration::from_millis(3_000);
     let forbidden = settings.routing.event_topics["answered"].clone();
     let (settings, cluster, topics) = on_controlled_cluster(settings);
     let spool_settings = settings.spool.clone();

@@ -2,6 +2,7 @@
 //! without a restart, a stalled handshake is cut off, and a broken pair stops start-up.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,7 +37,7 @@ fn install(directory: &Path, certificate: &Certificate) -> ServerTls {
     let files = ServerTls {
         certificate_path: directory.join("tls.crt"),
         private_key_path: directory.join("tls.key"),
-        reload_interval_seconds: 1,
+        reload_interval_seconds: Duration::from_secs(1),
     };
     std::fs::write(&files.certificate_path, &certificate.pem).expect("write certificate");
     std::fs::write(&files.private_key_path, &certificate.key_pem).expect("write key");
@@ -170,7 +171,7 @@ async fn a_client_stalling_the_tls_handshake_is_cut_off() {
     let directory = tempfile::tempdir().expect("tempdir");
     let certificate = certificate_for_localhost();
     let mut settings = test_settings();
-    settings.server.header_read_timeout_ms = 500;
+    settings.server.header_read_timeout_ms = Duration::from_millis(500);
     settings.server.tls = Some(install(directory.path(), &certificate));
     let app = spawn_app(settings).await;
 
@@ -193,7 +194,7 @@ async fn a_connection_over_the_cap_is_closed_before_any_tls_handshake() {
     let directory = tempfile::tempdir().expect("tempdir");
     let certificate = certificate_for_localhost();
     let mut settings = test_settings();
-    settings.server.max_connections = 1;
+    settings.server.max_connections = NonZeroUsize::new(1).expect("not zero");
     settings.server.tls = Some(install(directory.path(), &certificate));
     let app = spawn_app(settings).await;
 

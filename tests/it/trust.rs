@@ -1,7 +1,10 @@
 //! Whom the bridge believes: the one forwarding header the trusted proxy sets, signed
 //! timestamps against replay; and secrets in the configuration, never printed.
 
+use axum::http::HeaderName;
 use serde_json::Value;
+use std::num::NonZeroU32;
+use std::time::Duration;
 use telecmi_bridge::Settings;
 use telecmi_bridge::config::SignatureEncoding;
 use telecmi_bridge::http::signature::{sign, sign_with_timestamp};
@@ -74,7 +77,7 @@ async fn rotating_forwarded_for_does_not_escape_the_rate_limit() {
     let app = app_with(|s| {
         s.auth.trusted_proxies = networks(&["127.0.0.0/8"]);
         s.server.rate_limit_per_second = 1;
-        s.server.rate_limit_burst = 1;
+        s.server.rate_limit_burst = NonZeroU32::new(1).expect("not zero");
     })
     .await;
     let mut statuses = Vec::new();
@@ -116,8 +119,8 @@ async fn a_signed_request_replayed_outside_the_window_is_refused() {
     const SECRET: &str = "signing-proxy-secret-0123";
     let app = app_with(|s| {
         s.auth.hmac_secrets = vec![SECRET.into()];
-        s.auth.hmac_timestamp_header = Some("x-signature-timestamp".to_owned());
-        s.auth.hmac_timestamp_tolerance_seconds = 300;
+        s.auth.hmac_timestamp_header = Some(HeaderName::from_static("x-signature-timestamp"));
+        s.auth.hmac_timestamp_tolerance_seconds = Duration::from_secs(300);
     })
     .await;
     let now = std::time::SystemTime::now()

@@ -7,6 +7,7 @@
 mod load;
 
 // The shared kit's modules, under the names this suite's files use (`crate::helpers`, ...).
+use std::num::NonZeroU64;
 use testkit::{broker, helpers, process};
 
 use std::time::{Duration, Instant};
@@ -169,7 +170,7 @@ async fn kafka_mode_answers_503_with_retry_after_during_a_broker_outage_and_lose
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_with_the_broker_down_answers_503_and_loses_nothing() {
     let running = start(DeliveryMode::Spool, |settings| {
-        settings.spool.max_events = 300
+        settings.spool.max_events = NonZeroU64::new(300).expect("not zero")
     })
     .await;
     let load = Load::start(running.bridge.webhook_url(), SENDERS, &unique_prefix());

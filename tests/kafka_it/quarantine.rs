@@ -2,6 +2,7 @@
 //! `max.message.bytes` is smaller than one envelope, so the broker answers MSG_SIZE_TOO_LARGE
 //! (librdkafka's own limit, `message.max.bytes`, is far above it and does not refuse it first).
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -92,8 +93,8 @@ async fn a_record_the_broker_refuses_for_good_is_quarantined_while_its_key_waits
     let mut settings = real_settings(&prefix);
     settings.delivery.mode = DeliveryMode::Spool;
     settings.spool.path = dir.path().join("spool.redb");
-    settings.spool.quarantine_after_attempts = ATTEMPTS;
-    settings.spool.retry_backoff_max_ms = 3_000;
+    settings.spool.quarantine_after_attempts = NonZeroU32::new(ATTEMPTS).expect("not zero");
+    settings.spool.retry_backoff_max_ms = Duration::from_millis(3_000);
     let small_topic = format!("{prefix}telecmi.event.answered");
     create_small_topic(&small_topic).await;
     let spool_settings = settings.spool.clone();

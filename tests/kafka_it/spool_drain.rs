@@ -3,6 +3,7 @@
 //! `spool export --format envelopes` then `replay`: the same events, ids and order per key.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -239,7 +240,7 @@ async fn an_event_kafka_refuses_for_good_during_a_drain_is_quarantined_and_its_k
     let mut settings = real_settings(&prefix);
     settings.delivery.mode = DeliveryMode::Spool;
     settings.spool.path = dir.path().join("dead-node.redb");
-    settings.spool.quarantine_after_attempts = 2;
+    settings.spool.quarantine_after_attempts = NonZeroU32::new(2).expect("not zero");
     create_small_topic(&format!("{prefix}telecmi.event.answered")).await;
     let spool = Spool::open(&settings.spool).expect("open");
     let publisher = spool.publisher(Duration::from_secs(5));

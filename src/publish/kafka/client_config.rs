@@ -34,7 +34,7 @@ pub fn kafka_client_config(
     bootstrap: &str,
     delivery: &DeliverySettings,
 ) -> ClientConfig {
-    let ack_timeout_ms = delivery.ack_timeout_ms;
+    let ack_timeout_ms = delivery.ack_timeout_ms.as_millis();
     let message_timeout_ms = match delivery.mode {
         DeliveryMode::Kafka => ack_timeout_ms,
         DeliveryMode::Spool => 0,
@@ -56,7 +56,7 @@ pub fn kafka_client_config(
         .set("max.in.flight.requests.per.connection", "1")
         .set("partitioner", "murmur2_random")
         .set("compression.type", kafka.compression.as_librdkafka())
-        .set("linger.ms", kafka.linger_ms.to_string())
+        .set("linger.ms", kafka.linger_ms.as_millis().to_string())
         .set("message.timeout.ms", message_timeout_ms.to_string())
         .set("request.timeout.ms", ack_timeout_ms.min(30_000).to_string());
     config

@@ -76,7 +76,7 @@ impl Forwarder {
         kafka: KafkaClient,
         settings: &SpoolSettings,
     ) -> Self {
-        let backoff_max = Duration::from_millis(settings.retry_backoff_max_ms);
+        let backoff_max = settings.retry_backoff_max_ms;
         Self {
             store,
             tail,
@@ -84,9 +84,9 @@ impl Forwarder {
             committed,
             shared,
             kafka,
-            window: settings.forward_window,
+            window: settings.forward_window.get(),
             backoff_max,
-            refusals: Refusals::new(settings.quarantine_after_attempts, backoff_max),
+            refusals: Refusals::new(settings.quarantine_after_attempts.get(), backoff_max),
         }
     }
 

@@ -83,8 +83,8 @@ impl Spool {
             shared: shared.clone(),
             committed: committed.clone(),
             next_sequence: contents.next_sequence,
-            max_events: settings.max_events,
-            max_bytes: settings.max_bytes,
+            max_events: settings.max_events.get(),
+            max_bytes: settings.max_bytes.get(),
             removals: Vec::new(),
         };
         let writer = std::thread::Builder::new()
@@ -138,8 +138,8 @@ impl Spool {
         SpoolMonitor {
             store: self.store.clone(),
             shared: self.shared.clone(),
-            max_events: self.settings.max_events,
-            max_bytes: self.settings.max_bytes,
+            max_events: self.settings.max_events.get(),
+            max_bytes: self.settings.max_bytes.get(),
         }
     }
 

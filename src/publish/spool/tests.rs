@@ -1,4 +1,5 @@
 use bytes::Bytes;
+use std::num::NonZeroU64;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
@@ -126,7 +127,7 @@ async fn spooled_events_survive_a_restart_in_order_with_their_records_as_routed(
 async fn a_full_spool_refuses_without_blocking_and_takes_events_again_once_drained() {
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = SpoolSettings {
-        max_events: 3,
+        max_events: NonZeroU64::new(3).expect("not zero"),
         ..settings(&dir)
     };
     let spool = Spool::open(&settings).expect("open");
@@ -170,7 +171,7 @@ fn the_byte_limit_counts_too() {
         .expect("encode")
         .len() as u64;
     let settings = SpoolSettings {
-        max_bytes: one_event * 2 + 1,
+        max_bytes: NonZeroU64::new(one_event * 2 + 1).expect("not zero"),
         ..settings(&dir)
     };
     let spool = Spool::open(&settings).expect("open");

@@ -110,7 +110,7 @@ pub fn drain(
                 settings.kafka.create_topics,
                 settings.kafka.topic_partitions,
                 settings.kafka.topic_replication_factor,
-                Duration::from_millis(settings.kafka.metadata_timeout_ms),
+                settings.kafka.metadata_timeout_ms,
             ))
             .map_err(DrainError::from)?;
     }
