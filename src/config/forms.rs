@@ -2,7 +2,7 @@
 //! milliseconds or seconds (the key's `_ms` or `_seconds` suffix says which) and header names
 //! as text. Users write the same values as ever; the settings hold types that cannot be wrong.
 
-pub(super) mod milliseconds {
+pub(crate) mod milliseconds {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer, ser::Error};
@@ -18,7 +18,7 @@ pub(super) mod milliseconds {
     }
 }
 
-pub(super) mod seconds {
+pub(crate) mod seconds {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
@@ -99,6 +99,7 @@ mod tests {
                 "[server]\nrequest_timeout_ms = 15001\n[dedup]\nwindow_seconds = 7\n",
             )?;
             jail.set_env("TELECMI_BRIDGE_KAFKA__LINGER_MS", "0");
+            jail.set_env("TELECMI_BRIDGE_RECONCILE__KAFKA_READ_TIMEOUT_MS", "1500");
             jail.set_env(
                 "TELECMI_BRIDGE_AUTH__HMAC_TIMESTAMP_TOLERANCE_SECONDS",
                 "30",
@@ -111,6 +112,10 @@ mod tests {
             assert_eq!(settings.dedup.window_seconds, Duration::from_secs(7));
             assert_eq!(settings.kafka.linger_ms, Duration::ZERO);
             assert_eq!(
+                settings.reconcile.kafka_read_timeout_ms,
+                Duration::from_millis(1_500)
+            );
+            assert_eq!(
                 settings.auth.hmac_timestamp_tolerance_seconds,
                 Duration::from_secs(30)
             );
@@ -120,6 +125,7 @@ mod tests {
                 "window_seconds = 7",
                 "linger_ms = 0",
                 "hmac_timestamp_tolerance_seconds = 30",
+                "kafka_read_timeout_ms = 1500",
             ] {
                 assert!(shown.lines().any(|shown| shown == line), "{line}: {shown}");
             }
@@ -161,6 +167,7 @@ mod tests {
             "spool.forward_window",
             "spool.quarantine_after_attempts",
             "dedup.max_entries",
+            "reconcile.max_attempts",
         ] {
             Jail::expect_with(|jail| {
                 let variable = format!("TELECMI_BRIDGE_{}", key.replace('.', "__"));

@@ -8,7 +8,7 @@ mod auth;
 mod dedup;
 mod delivery;
 mod envelope;
-mod forms;
+pub(crate) mod forms;
 mod kafka;
 mod load;
 mod logging;

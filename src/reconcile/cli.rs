@@ -132,8 +132,8 @@ pub fn trailing_window(reconcile: &ReconcileSettings, now_ms: i64) -> Window {
     }
 }
 
-fn seconds_ms(seconds: u64) -> i64 {
-    i64::try_from(seconds.saturating_mul(1_000)).unwrap_or(i64::MAX)
+fn seconds_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 pub fn now_ms() -> i64 {

@@ -79,7 +79,7 @@ impl Lease {
             .await
             .map_err(|_| "the lease's consumer stopped".to_owned())??;
 
-        let wait = Duration::from_secs(settings.reconcile.lease_wait_seconds);
+        let wait = settings.reconcile.lease_wait_seconds;
         let deadline = Instant::now() + wait;
         while !lease.held() {
             if Instant::now() >= deadline {

@@ -1,7 +1,7 @@
 //! One reconciliation run: list every endpoint of the window at TeleCMI, read the CDRs in
 //! Kafka, match, publish what is missing (unless a dry run), report.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use indicatif::ProgressBar;
 
@@ -113,15 +113,14 @@ async fn reconcile_window(
         }
     }
 
-    let margin_ms = i64::try_from(Duration::from_secs(reconcile.kafka_margin_seconds).as_millis())
-        .unwrap_or(i64::MAX);
+    let margin_ms = i64::try_from(reconcile.kafka_margin_seconds.as_millis()).unwrap_or(i64::MAX);
     let since_ms = window.start_ms.saturating_sub(margin_ms);
     progress.set_message(format!(
         "Kafka: reading the CDR topics since {}",
         time_text(since_ms)
     ));
     let for_reader = settings.clone();
-    let timeout = reconcile.kafka_read_timeout();
+    let timeout = reconcile.kafka_read_timeout_ms;
     let read =
         tokio::task::spawn_blocking(move || read_published_cdrs(&for_reader, since_ms, timeout))
             .await;
@@ -151,7 +150,7 @@ async fn reconcile_window(
             product,
             &listing.records,
             &index,
-            reconcile.match_tolerance(),
+            reconcile.match_tolerance_seconds,
         );
         report.matched(product, listing, &outcomes);
         let Some((recovery, lease)) = publishing else {

@@ -3,8 +3,6 @@
 //! `schedule_interval_seconds`, under the lease like any publishing run, so that replicas with
 //! the schedule on never publish a call twice.
 
-use std::time::Duration;
-
 use tokio_util::sync::CancellationToken;
 
 use super::cli::{now_ms, trailing_window};
@@ -14,7 +12,7 @@ use crate::config::Settings;
 
 /// Runs until `stop`; each run exports its metrics and logs its summary.
 pub async fn run_on_schedule(settings: Settings, stop: CancellationToken) {
-    let interval = Duration::from_secs(settings.reconcile.schedule_interval_seconds);
+    let interval = settings.reconcile.schedule_interval_seconds;
     loop {
         let window = trailing_window(&settings.reconcile, now_ms());
         tokio::select! {

@@ -3,6 +3,7 @@
 //! starts, since the server itself never needs them.
 
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use axum::http::Uri;
 use serde::{Deserialize, Serialize};
 
 use crate::config::SecretValue;
+use crate::config::forms::{milliseconds, seconds};
 use crate::domain::TopicName;
 
 /// TeleCMI's two product lines: their pull APIs differ in base, paths, credential field and
@@ -66,35 +68,45 @@ pub struct ReconcileSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_file: Option<PathBuf>,
     /// How long after a call TeleCMI's records are trusted complete.
-    pub lag_seconds: u64,
+    #[serde(with = "seconds")]
+    pub lag_seconds: Duration,
     /// How far back a run without `--from` looks, ending `lag_seconds` ago.
-    pub window_seconds: u64,
+    #[serde(with = "seconds")]
+    pub window_seconds: Duration,
     /// Deadline of one API request, answer body included.
-    pub request_timeout_ms: u64,
+    #[serde(with = "milliseconds")]
+    pub request_timeout_ms: Duration,
     /// Attempts of one page at most (the first included) on 5xx, 429, timeouts, resets and
     /// malformed answers.
-    pub max_attempts: u32,
+    pub max_attempts: NonZeroU32,
     /// The first pause between attempts; it doubles up to `retry_backoff_max_ms`.
-    pub retry_backoff_ms: u64,
-    pub retry_backoff_max_ms: u64,
+    #[serde(with = "milliseconds")]
+    pub retry_backoff_ms: Duration,
+    #[serde(with = "milliseconds")]
+    pub retry_backoff_max_ms: Duration,
     /// Records asked for per page (`limit`).
     pub page_size: u32,
     /// CHUB India only: how far apart a pulled record's time and a CDR's time may be and
     /// still be the same call.
-    pub match_tolerance_seconds: u64,
+    #[serde(with = "seconds")]
+    pub match_tolerance_seconds: Duration,
     /// The CDR topics are read from this long before the window's start (by record
     /// timestamp), for clocks apart between TeleCMI and the bridge.
-    pub kafka_margin_seconds: u64,
+    #[serde(with = "seconds")]
+    pub kafka_margin_seconds: Duration,
     /// Reading the CDR topics must finish within this time.
-    pub kafka_read_timeout_ms: u64,
+    #[serde(with = "milliseconds")]
+    pub kafka_read_timeout_ms: Duration,
     /// A publishing run holds the lease on this one-partition topic (see `reconcile::lease`).
     pub lease_topic: String,
     /// How long a publishing run waits for another run to finish before it gives up.
-    pub lease_wait_seconds: u64,
+    #[serde(with = "seconds")]
+    pub lease_wait_seconds: Duration,
     /// The server runs a publishing reconciliation itself, at its start and then every
     /// `schedule_interval_seconds`, over the trailing window.
     pub schedule_enabled: bool,
-    pub schedule_interval_seconds: u64,
+    #[serde(with = "seconds")]
+    pub schedule_interval_seconds: Duration,
 }
 
 impl Default for ReconcileSettings {
@@ -105,20 +117,20 @@ impl Default for ReconcileSettings {
             app_id: None,
             secret: None,
             secret_file: None,
-            lag_seconds: 600,
-            window_seconds: 7_200,
-            request_timeout_ms: 10_000,
-            max_attempts: 5,
-            retry_backoff_ms: 500,
-            retry_backoff_max_ms: 30_000,
+            lag_seconds: Duration::from_secs(600),
+            window_seconds: Duration::from_secs(7_200),
+            request_timeout_ms: Duration::from_millis(10_000),
+            max_attempts: NonZeroU32::new(5).expect("not zero"),
+            retry_backoff_ms: Duration::from_millis(500),
+            retry_backoff_max_ms: Duration::from_millis(30_000),
             page_size: 20,
-            match_tolerance_seconds: 5,
-            kafka_margin_seconds: 600,
-            kafka_read_timeout_ms: 120_000,
+            match_tolerance_seconds: Duration::from_secs(5),
+            kafka_margin_seconds: Duration::from_secs(600),
+            kafka_read_timeout_ms: Duration::from_millis(120_000),
             lease_topic: "telecmi.reconcile.lease".to_owned(),
-            lease_wait_seconds: 60,
+            lease_wait_seconds: Duration::from_secs(60),
             schedule_enabled: false,
-            schedule_interval_seconds: 1_800,
+            schedule_interval_seconds: Duration::from_secs(1_800),
         }
     }
 }
@@ -140,9 +152,7 @@ impl ReconcileSettings {
         let positive = [
             ("reconcile.window_seconds", self.window_seconds),
             ("reconcile.request_timeout_ms", self.request_timeout_ms),
-            ("reconcile.max_attempts", u64::from(self.max_attempts)),
             ("reconcile.retry_backoff_ms", self.retry_backoff_ms),
-            ("reconcile.page_size", u64::from(self.page_size)),
             (
                 "reconcile.kafka_read_timeout_ms",
                 self.kafka_read_timeout_ms,
@@ -152,8 +162,11 @@ impl ReconcileSettings {
                 self.schedule_interval_seconds,
             ),
         ];
-        if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+        if let Some((key, _)) = positive.iter().find(|(_, value)| value.is_zero()) {
             return Err(format!("{key}: must be greater than 0"));
+        }
+        if self.page_size == 0 {
+            return Err("reconcile.page_size: must be greater than 0".to_owned());
         }
         if self.retry_backoff_max_ms < self.retry_backoff_ms {
             return Err(
@@ -251,18 +264,6 @@ impl ReconcileSettings {
             return Err("reconcile.secret: is empty".to_owned());
         }
         Ok(Credentials { app_id, secret })
-    }
-
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms)
-    }
-
-    pub fn match_tolerance(&self) -> Duration {
-        Duration::from_secs(self.match_tolerance_seconds)
-    }
-
-    pub fn kafka_read_timeout(&self) -> Duration {
-        Duration::from_millis(self.kafka_read_timeout_ms)
     }
 }
 

@@ -74,13 +74,13 @@ impl TelecmiClient {
         Ok(Self {
             http: Client::builder(TokioExecutor::new()).build(connector),
             urls,
-            request_timeout: settings.request_timeout(),
+            request_timeout: settings.request_timeout_ms,
             product: settings.product,
             credentials,
             page_size: settings.page_size,
-            max_attempts: settings.max_attempts,
-            backoff_first: Duration::from_millis(settings.retry_backoff_ms),
-            backoff_max: Duration::from_millis(settings.retry_backoff_max_ms),
+            max_attempts: settings.max_attempts.get(),
+            backoff_first: settings.retry_backoff_ms,
+            backoff_max: settings.retry_backoff_max_ms,
             progress: ProgressBar::hidden(),
         })
     }

@@ -2,6 +2,7 @@
 //! fault mode.
 
 use std::collections::HashSet;
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -23,10 +24,10 @@ fn settings(simulator: &Simulator, product: Product) -> ReconcileSettings {
     ReconcileSettings {
         product,
         base_url: Some(simulator.base_url()),
-        request_timeout_ms: 2_000,
-        max_attempts: 3,
-        retry_backoff_ms: 10,
-        retry_backoff_max_ms: 2_000,
+        request_timeout_ms: Duration::from_millis(2_000),
+        max_attempts: NonZeroU32::new(3).expect("not zero"),
+        retry_backoff_ms: Duration::from_millis(10),
+        retry_backoff_max_ms: Duration::from_millis(2_000),
         page_size: 20,
         ..ReconcileSettings::default()
     }
@@ -274,7 +275,7 @@ async fn server_errors_are_retried_with_backoff_up_to_the_limit() {
 async fn a_slow_answer_times_out_and_is_retried() {
     let (simulator, _) = chub(5).await;
     let settings = ReconcileSettings {
-        request_timeout_ms: 300,
+        request_timeout_ms: Duration::from_millis(300),
         ..settings(&simulator, Product::Chub)
     };
     let client = client(&settings, CHUB_APP_ID, SIMULATED_SECRET);
@@ -425,8 +426,8 @@ async fn connection_resets_are_retried_then_reported() {
     });
     let settings = ReconcileSettings {
         base_url: Some(format!("http://{address}")),
-        max_attempts: 3,
-        retry_backoff_ms: 10,
+        max_attempts: NonZeroU32::new(3).expect("not zero"),
+        retry_backoff_ms: Duration::from_millis(10),
         ..ReconcileSettings::default()
     };
     let error = client(&settings, CHUB_APP_ID, SIMULATED_SECRET)

@@ -138,8 +138,8 @@ fn reconcile_settings(settings: &Settings, simulator: &Simulator, product: Produ
             Product::ChubIndia => INDIA_APP_ID,
         }),
         secret: Some(SecretValue::from(SIMULATED_SECRET)),
-        retry_backoff_ms: 10,
-        kafka_read_timeout_ms: 30_000,
+        retry_backoff_ms: Duration::from_millis(10),
+        kafka_read_timeout_ms: Duration::from_millis(30_000),
         ..ReconcileSettings::default()
     };
     // Each test its own lease (group and topic), named after its prefixed topics.
@@ -518,7 +518,7 @@ async fn a_run_gives_up_while_another_holds_the_lease_and_says_so() {
     let app = spawn_app(settings.clone()).await;
     let simulator = Simulator::start(Product::Chub).await;
     let mut run_settings = reconcile_settings(&settings, &simulator, Product::Chub);
-    run_settings.reconcile.lease_wait_seconds = 1;
+    run_settings.reconcile.lease_wait_seconds = Duration::from_secs(1);
     let window = Window {
         start_ms: now_ms() - 7_200_000,
         end_ms: now_ms() - 3_600_000,
@@ -548,9 +548,9 @@ async fn a_run_gives_up_while_another_holds_the_lease_and_says_so() {
 fn scheduled_settings(settings: &Settings, simulator: &Simulator) -> Settings {
     let mut scheduled = reconcile_settings(settings, simulator, Product::Chub);
     scheduled.reconcile.schedule_enabled = true;
-    scheduled.reconcile.schedule_interval_seconds = 1;
-    scheduled.reconcile.lag_seconds = 0;
-    scheduled.reconcile.window_seconds = 3_600;
+    scheduled.reconcile.schedule_interval_seconds = Duration::from_secs(1);
+    scheduled.reconcile.lag_seconds = Duration::from_secs(0);
+    scheduled.reconcile.window_seconds = Duration::from_secs(3_600);
     scheduled
 }
 

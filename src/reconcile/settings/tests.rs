@@ -18,7 +18,7 @@ fn environment_variables_set_it_and_the_secret_is_redacted() {
         };
         let settings = Settings::load(&sources).expect("valid").reconcile;
         assert_eq!(settings.product, Product::ChubIndia);
-        assert_eq!(settings.lag_seconds, 900);
+        assert_eq!(settings.lag_seconds, Duration::from_secs(900));
         let credentials = settings.credentials().expect("complete");
         assert_eq!(credentials.app_id, 1_111_113);
         assert_eq!(credentials.secret.expose(), "india-app-token-value");
@@ -140,7 +140,7 @@ fn the_schedule_needs_credentials_and_an_interval() {
     };
     assert_eq!(with_credentials.validate(), Ok(()));
     let error = ReconcileSettings {
-        schedule_interval_seconds: 0,
+        schedule_interval_seconds: Duration::ZERO,
         ..with_credentials
     }
     .validate()
