@@ -41,7 +41,7 @@ impl Lease {
         let Bootstrap::Brokers(brokers) = &settings.kafka.bootstrap_servers else {
             return Err("kafka.bootstrap_servers is `embedded`: no lease to hold".to_owned());
         };
-        let topic = settings.reconcile.lease_topic()?;
+        let topic = settings.reconcile.lease_topic.clone();
         let admin = kafka_client_config(&settings.kafka, brokers, &settings.delivery);
         ensure_topics(
             &admin,

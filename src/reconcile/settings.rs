@@ -98,7 +98,7 @@ pub struct ReconcileSettings {
     #[serde(with = "milliseconds")]
     pub kafka_read_timeout_ms: Duration,
     /// A publishing run holds the lease on this one-partition topic (see `reconcile::lease`).
-    pub lease_topic: String,
+    pub lease_topic: TopicName,
     /// How long a publishing run waits for another run to finish before it gives up.
     #[serde(with = "seconds")]
     pub lease_wait_seconds: Duration,
@@ -127,7 +127,7 @@ impl Default for ReconcileSettings {
             match_tolerance_seconds: Duration::from_secs(5),
             kafka_margin_seconds: Duration::from_secs(600),
             kafka_read_timeout_ms: Duration::from_millis(120_000),
-            lease_topic: "telecmi.reconcile.lease".to_owned(),
+            lease_topic: TopicName::new("telecmi.reconcile.lease"),
             lease_wait_seconds: Duration::from_secs(60),
             schedule_enabled: false,
             schedule_interval_seconds: Duration::from_secs(1_800),
@@ -192,13 +192,7 @@ impl ReconcileSettings {
                     .to_owned(),
             );
         }
-        self.lease_topic()?;
         self.base_url().map(|_| ())
-    }
-
-    pub fn lease_topic(&self) -> Result<TopicName, String> {
-        TopicName::try_from(self.lease_topic.clone())
-            .map_err(|error| format!("reconcile.lease_topic: {error}"))
     }
 
     /// The API base: a URL whose scheme is https, or http to a loopback host only (a

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use telecmi_bridge::Settings;
 use telecmi_bridge::config::SecretValue;
+use telecmi_bridge::domain::TopicName;
 use telecmi_bridge::pipeline::normalise;
 use telecmi_bridge::reconcile::kafka::{PublishedCdrs, cdr_topics, read_published_cdrs};
 use telecmi_bridge::reconcile::lease::Lease;
@@ -144,7 +145,8 @@ fn reconcile_settings(settings: &Settings, simulator: &Simulator, product: Produ
     };
     // Each test its own lease (group and topic), named after its prefixed topics.
     let unique = settings.routing.cdr_fallback_topic.to_string();
-    settings.reconcile.lease_topic = format!("{unique}.lease");
+    settings.reconcile.lease_topic =
+        TopicName::try_from(format!("{unique}.lease")).expect("a topic name");
     settings.kafka.client_id = unique;
     settings
 }

@@ -65,13 +65,19 @@ fn plain_http_is_refused_except_to_a_loopback_simulator() {
 }
 
 #[test]
+// `figment::Jail` closures return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 fn the_lease_topic_must_be_a_topic_name() {
-    let settings = ReconcileSettings {
-        lease_topic: "no spaces allowed".to_owned(),
-        ..ReconcileSettings::default()
-    };
-    let error = settings.validate().unwrap_err();
-    assert!(error.contains("reconcile.lease_topic"), "{error}");
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("TELECMI_BRIDGE_RECONCILE__LEASE_TOPIC", "no spaces allowed");
+        let sources = Sources {
+            config_dir: PathBuf::from("config"),
+            ..Sources::default()
+        };
+        let error = Settings::load(&sources).unwrap_err().to_string();
+        assert!(error.contains("reconcile.lease_topic"), "{error}");
+        Ok(())
+    });
 }
 
 #[test]
