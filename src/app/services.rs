@@ -63,7 +63,7 @@ pub(super) fn wire(
             settings.routing.correlation_ttl_seconds,
         )),
         body_limit: settings.server.body_limit_bytes,
-        max_record_bytes: settings.kafka.message_max_bytes().unwrap_or(usize::MAX),
+        max_record_bytes: settings.kafka.properties.message_max_bytes(),
         retry_after_seconds: settings.delivery.retry_after_seconds.as_secs(),
     };
     let limits = http::RequestLimits {

@@ -2,18 +2,21 @@
 //! security settings, with their checks. They become librdkafka properties in
 //! `publish::kafka::kafka_client_config`.
 //!
-//! The typed security settings (TLS, SASL) and their checks are in `security`.
+//! The typed security settings (TLS, SASL) and their checks are in `security`, the free-form
+//! properties in `properties`.
 
+mod properties;
 mod security;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::Problems;
 use super::forms::milliseconds;
-use super::{Problems, SecretValue, require_positive};
+use super::require_positive;
 
+pub use properties::KafkaProperties;
 pub use security::{KafkaSecurity, SaslMechanism, SecurityProtocol};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,39 +36,8 @@ pub struct KafkaSettings {
     #[serde(with = "milliseconds")]
     pub readiness_interval_ms: Duration,
     /// Further librdkafka properties (security, tuning); those the bridge owns are refused.
-    /// Values are shown by `check-config`, except those of keys that can hold a secret.
-    #[serde(serialize_with = "serialize_properties")]
-    pub properties: BTreeMap<String, SecretValue>,
+    pub properties: KafkaProperties,
     pub security: KafkaSecurity,
-}
-
-/// Whether a librdkafka property's value may be a secret, and so is never shown.
-fn property_holds_secret(key: &str) -> bool {
-    [
-        "password",
-        "secret",
-        "key",
-        "token",
-        "sasl.jaas",
-        "oauthbearer",
-    ]
-    .iter()
-    .any(|marker| key.contains(marker))
-}
-
-/// Properties for `check-config`: values shown, except those of keys that can hold a secret.
-fn serialize_properties<S: Serializer>(
-    properties: &BTreeMap<String, SecretValue>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_map(properties.iter().map(|(key, value)| {
-        let shown = if property_holds_secret(key) {
-            "[redacted]"
-        } else {
-            value.expose()
-        };
-        (key, shown)
-    }))
 }
 
 /// A property that turns off the verification of the brokers' TLS certificates or names.
@@ -80,25 +52,11 @@ fn weakens_tls(key: &str, value: &str) -> bool {
     }
 }
 
-/// librdkafka's default `message.max.bytes`.
-const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
-
 /// The largest envelope a body of `body_limit` bytes makes: the payload three times
 /// (`data.fields`, `data.original.payload` and, for a form or a body that repeats a key, its
 /// exact text in `data.original.raw`) and under 4 KiB of attributes and headers.
 pub(super) fn envelope_bound(body_limit: usize) -> usize {
     body_limit.saturating_mul(3).saturating_add(4 * 1024)
-}
-
-impl KafkaSettings {
-    /// The producer's `message.max.bytes`: what `kafka.properties` sets, or librdkafka's
-    /// default; `None` when the property is not a number.
-    pub fn message_max_bytes(&self) -> Option<usize> {
-        match self.properties.get("message.max.bytes") {
-            None => Some(DEFAULT_MESSAGE_MAX_BYTES),
-            Some(value) => value.expose().trim().parse().ok(),
-        }
-    }
 }
 
 impl Default for KafkaSettings {
@@ -114,7 +72,7 @@ impl Default for KafkaSettings {
             linger_ms: Duration::from_millis(5),
             metadata_timeout_ms: Duration::from_millis(3_000),
             readiness_interval_ms: Duration::from_millis(2_000),
-            properties: BTreeMap::new(),
+            properties: KafkaProperties::default(),
             security: KafkaSecurity::default(),
         }
     }
@@ -206,8 +164,9 @@ impl KafkaSettings {
         }
         for owned in self
             .properties
-            .keys()
-            .filter(|key| OWNED_PROPERTIES.contains(&key.as_str()))
+            .iter()
+            .map(|(key, _)| key)
+            .filter(|key| OWNED_PROPERTIES.contains(key))
         {
             problems.add(
                 format!("kafka.properties.{owned}"),
@@ -226,12 +185,6 @@ impl KafkaSettings {
                      it, or set kafka.security.allow_insecure_tls = true to accept that \
                      deliberately"
                 ),
-            );
-        }
-        if self.message_max_bytes().is_none() {
-            problems.add(
-                "kafka.properties.\"message.max.bytes\"",
-                "not a number of bytes",
             );
         }
         require_positive(
@@ -256,7 +209,7 @@ impl KafkaSettings {
     pub(super) fn insecure_tls_property(&self) -> Option<(&str, &str)> {
         self.properties
             .iter()
-            .map(|(key, value)| (key.as_str(), value.expose()))
+            .map(|(key, value)| (key, value.expose()))
             .find(|(key, value)| weakens_tls(key, value))
     }
 }
@@ -265,6 +218,8 @@ impl KafkaSettings {
 // `figment::Jail` closures return figment's own (large) error type.
 #[allow(clippy::result_large_err)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use figment::Jail;
 
     use super::*;
@@ -301,7 +256,7 @@ mod tests {
     fn check_config_shows_property_values_except_secret_ones() {
         let settings = Settings {
             kafka: KafkaSettings {
-                properties: BTreeMap::from([
+                properties: KafkaProperties::try_from(BTreeMap::from([
                     ("message.max.bytes".to_owned(), SecretValue::from("2000000")),
                     (
                         "sasl.oauthbearer.config".to_owned(),
@@ -312,7 +267,8 @@ mod tests {
                         SecretValue::from("keystore-secret-2"),
                     ),
                     ("ssl.key.pem".to_owned(), SecretValue::from("pem-secret-3")),
-                ]),
+                ]))
+                .expect("valid"),
                 ..KafkaSettings::default()
             },
             ..Settings::default()

@@ -27,7 +27,8 @@ pub use dedup::DedupSettings;
 pub use delivery::{DeliveryMode, DeliverySettings, OnCorrupt, SpoolSettings};
 pub use envelope::{EnvelopeMode, EnvelopeSettings, OriginalMode};
 pub use kafka::{
-    Bootstrap, Compression, KafkaSecurity, KafkaSettings, SaslMechanism, SecurityProtocol,
+    Bootstrap, Compression, KafkaProperties, KafkaSecurity, KafkaSettings, SaslMechanism,
+    SecurityProtocol,
 };
 pub use load::Sources;
 pub use logging::{LogFormat, LoggingSettings};
@@ -128,9 +129,8 @@ impl Settings {
             let (key, reason) = message.split_once(": ").unwrap_or(("reconcile", &message));
             problems.add(key, reason);
         }
-        if let Some(message_max_bytes) = self.kafka.message_max_bytes()
-            && kafka::envelope_bound(self.server.body_limit_bytes) > message_max_bytes
-        {
+        let message_max_bytes = self.kafka.properties.message_max_bytes();
+        if kafka::envelope_bound(self.server.body_limit_bytes) > message_max_bytes {
             problems.add(
                 "server.body_limit_bytes",
                 format!(

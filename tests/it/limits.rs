@@ -1,11 +1,12 @@
 //! Abuse limits: headers must arrive in time (slow loris), and requests beyond the in-flight
 //! limit are refused at once.
 
-use std::num::NonZeroU32;
-use std::num::NonZeroUsize;
+use std::collections::BTreeMap;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use telecmi_bridge::config::KafkaProperties;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -119,10 +120,11 @@ async fn a_caller_over_its_rate_gets_429_with_retry_after() {
 async fn an_event_too_large_for_kafka_is_refused_413_before_publishing() {
     let mut settings = test_settings();
     settings.server.body_limit_bytes = 7_000;
-    settings.kafka.properties.insert(
+    settings.kafka.properties = KafkaProperties::try_from(BTreeMap::from([(
         "message.max.bytes".to_owned(),
         telecmi_bridge::config::SecretValue::from("20000"),
-    );
+    )]))
+    .expect("a number of bytes");
     let app = spawn_app(settings).await;
     let form = format!("type=event&status=answered&note={}", "%01".repeat(2_200));
     assert!(form.len() < 7_000);

@@ -44,7 +44,7 @@ pub fn kafka_client_config(
         "metadata.recovery.rebootstrap.trigger.ms",
         REBOOTSTRAP_TRIGGER_MS.to_string(),
     );
-    for (key, value) in &kafka.properties {
+    for (key, value) in kafka.properties.iter() {
         config.set(key, value.expose());
     }
     kafka.security.apply(&mut config);
@@ -156,7 +156,11 @@ mod tests {
         let config = kafka_client_config(&KafkaSettings::default(), "localhost:9092", &delivery);
         assert_eq!(config.get(trigger), Some("10000"));
         let tuned = KafkaSettings {
-            properties: BTreeMap::from([(trigger.to_owned(), SecretValue::from("60000"))]),
+            properties: KafkaProperties::try_from(BTreeMap::from([(
+                trigger.to_owned(),
+                SecretValue::from("60000"),
+            )]))
+            .expect("valid"),
             ..KafkaSettings::default()
         };
         let config = kafka_client_config(&tuned, "localhost:9092", &delivery);
