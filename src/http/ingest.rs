@@ -274,6 +274,8 @@ pub async fn ingest(
     if let Some(dedup) = &state.dedup {
         dedup.record_accepted(normalised.id);
     }
+    // One line per event is at debug: at info it cost about a sixth of the bridge's CPU per
+    // event (docs/performance.md); the record in Kafka and the metrics account for every event.
     let kind = normalised.kind.as_str();
     let status = normalised.status.as_deref().unwrap_or("-");
     let stored = match receipt {
@@ -282,11 +284,11 @@ pub async fn ingest(
             partition,
             offset,
         } => {
-            tracing::info!(event_id = %normalised.id, kind, status, %topic, partition, offset, "event published");
+            tracing::debug!(event_id = %normalised.id, kind, status, %topic, partition, offset, "event published");
             "kafka"
         }
         Receipt::Spool { sequence } => {
-            tracing::info!(event_id = %normalised.id, kind, status, sequence, "event spooled");
+            tracing::debug!(event_id = %normalised.id, kind, status, sequence, "event spooled");
             "spool"
         }
     };
