@@ -10,7 +10,7 @@ mod publisher;
 mod topics;
 
 pub use client::{KafkaClient, OutgoingRecord};
-pub use client_config::kafka_client_config;
+pub use client_config::{kafka_client_config, kafka_connection_config};
 pub use context::{BridgeContext, Refusal};
 pub(crate) use delivery::{confirmed, count_error, refused_for_good};
 pub use publisher::KafkaPublisher;

@@ -16,19 +16,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use super::matching::PublishedCdr;
 use crate::config::{Bootstrap, RoutingSettings, Settings};
 use crate::domain::TopicName;
-use crate::publish::kafka::kafka_client_config;
-
-/// What [`kafka_client_config`] sets for the producer only; a consumer would warn about each.
-const PRODUCER_ONLY_PROPERTIES: [&str; 8] = [
-    "acks",
-    "enable.idempotence",
-    "max.in.flight.requests.per.connection",
-    "partitioner",
-    "compression.type",
-    "linger.ms",
-    "message.timeout.ms",
-    "request.timeout.ms",
-];
+use crate::publish::kafka::kafka_connection_config;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -60,10 +48,7 @@ pub struct PublishedCdrs {
 /// A consumer's librdkafka properties: the `[kafka]` connection and security settings, without
 /// the producer's, committing nothing.
 pub(crate) fn consumer_config(settings: &Settings, brokers: &str) -> ClientConfig {
-    let mut config = kafka_client_config(&settings.kafka, brokers, &settings.delivery);
-    for property in PRODUCER_ONLY_PROPERTIES {
-        config.remove(property);
-    }
+    let mut config = kafka_connection_config(&settings.kafka, brokers);
     config.set("enable.auto.commit", "false");
     config
 }

@@ -39,6 +39,22 @@ pub fn kafka_client_config(
         DeliveryMode::Kafka => ack_timeout_ms,
         DeliveryMode::Spool => 0,
     };
+    let mut config = kafka_connection_config(kafka, bootstrap);
+    config
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("max.in.flight.requests.per.connection", "1")
+        .set("partitioner", "murmur2_random")
+        .set("compression.type", kafka.compression.as_librdkafka())
+        .set("linger.ms", kafka.linger_ms.as_millis().to_string())
+        .set("message.timeout.ms", message_timeout_ms.to_string())
+        .set("request.timeout.ms", ack_timeout_ms.min(30_000).to_string());
+    config
+}
+
+/// What every client of the bridge shares, producer or consumer: the brokers, the client id,
+/// the security settings, `kafka.properties` and the re-bootstrap trigger.
+pub fn kafka_connection_config(kafka: &KafkaSettings, bootstrap: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set(
         "metadata.recovery.rebootstrap.trigger.ms",
@@ -50,15 +66,7 @@ pub fn kafka_client_config(
     kafka.security.apply(&mut config);
     config
         .set("bootstrap.servers", bootstrap)
-        .set("client.id", &kafka.client_id)
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("max.in.flight.requests.per.connection", "1")
-        .set("partitioner", "murmur2_random")
-        .set("compression.type", kafka.compression.as_librdkafka())
-        .set("linger.ms", kafka.linger_ms.as_millis().to_string())
-        .set("message.timeout.ms", message_timeout_ms.to_string())
-        .set("request.timeout.ms", ack_timeout_ms.min(30_000).to_string());
+        .set("client.id", &kafka.client_id);
     config
 }
 
@@ -123,6 +131,36 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_connection_is_shared_and_the_producer_promises_are_the_producers_alone() {
+        let kafka = KafkaSettings {
+            client_id: "bridge-7".to_owned(),
+            ..KafkaSettings::default()
+        };
+        let connection = kafka_connection_config(&kafka, "broker:9092");
+        let producer = kafka_client_config(&kafka, "broker:9092", &DeliverySettings::default());
+        for key in [
+            "bootstrap.servers",
+            "client.id",
+            "security.protocol",
+            "metadata.recovery.rebootstrap.trigger.ms",
+        ] {
+            assert!(connection.get(key).is_some(), "{key} missing");
+            assert_eq!(connection.get(key), producer.get(key), "{key}");
+        }
+        for key in [
+            "acks",
+            "enable.idempotence",
+            "max.in.flight.requests.per.connection",
+            "linger.ms",
+            "message.timeout.ms",
+            "request.timeout.ms",
+        ] {
+            assert!(producer.get(key).is_some(), "{key} missing");
+            assert_eq!(connection.get(key), None, "{key} is the producer's");
+        }
     }
 
     #[test]
