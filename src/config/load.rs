@@ -94,25 +94,23 @@ fn extract_setting_aside_bad_values(
     figment: &Figment,
 ) -> Result<(Settings, Problems), ConfigError> {
     let mut problems = Problems::default();
-    let mut layers = figment.clone();
-    let mut merged: Option<Value> = None;
+    let mut error = match figment.extract::<Settings>() {
+        Ok(settings) => return Ok((settings, problems)),
+        Err(error) => without_secret_values(error),
+    };
+    let mut value = figment
+        .extract::<Value>()
+        .map_err(|error| Box::new(without_secret_values(error)))?;
     for _ in 0..MAX_BAD_VALUES {
-        let error = match layers.extract::<Settings>() {
-            Ok(settings) => return Ok((settings, problems)),
-            Err(error) => without_secret_values(error),
-        };
-        let value = match merged.take() {
-            Some(value) => value,
-            None => figment
-                .extract::<Value>()
-                .map_err(|error| Box::new(without_secret_values(error)))?,
-        };
-        let Some((key, value)) = set_aside(&error, value) else {
+        let Some((key, rest)) = set_aside(&error, value) else {
             return Err(Box::new(error).into());
         };
         problems.add(key, error.kind.to_string());
-        layers = Figment::from(Serialized::defaults(&value));
-        merged = Some(value);
+        value = rest;
+        error = match Figment::from(Serialized::defaults(&value)).extract::<Settings>() {
+            Ok(settings) => return Ok((settings, problems)),
+            Err(error) => without_secret_values(error),
+        };
     }
     Err(ConfigError::Invalid(problems.0))
 }
