@@ -6,6 +6,7 @@ mod asyncapi;
 mod cli;
 mod cloudevents_sdk;
 mod correlation;
+mod event_logs;
 mod golden;
 mod ingest;
 mod kafka_message_size;
